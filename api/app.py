@@ -1,0 +1,66 @@
+"""The internal app on :8001: the staff console and the JSON API, sharing one connection pool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from api import db
+from api.audit.routes import router as audit_api
+from api.auth.routes import router as auth_api
+from api.branches.routes import router as branches_api
+from api.config import Settings
+from api.errors import ShokaError
+from api.web import Templates, health_router, install_error_handlers, install_security_headers, static_css
+from indexer.engine import engine_for
+
+STAFF_DIR = Path(__file__).resolve().parent.parent / "staff"
+
+
+def redis_check(redis_url: str) -> str:
+    import redis
+
+    redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2).ping()
+    return "PING ok"
+
+
+def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> FastAPI:
+    from staff.routes import router as console
+
+    app = FastAPI(title="Shoka internal API", version="1", docs_url="/api/docs", redoc_url=None,
+                  openapi_url="/api/v1/openapi.json")
+    app.state.settings = settings
+    app.state.pool = db.pool(database_url)
+    templates = Templates([STAFF_DIR / "templates"], {"library_name": settings.library_name})
+    app.state.templates = templates
+
+    def to_login(request: Request, exc: ShokaError) -> Response:
+        target = "/login?expired=1" if exc.code == "session_expired" else "/login"
+        if request.method == "GET" and request.url.path not in ("/", "/login"):
+            from urllib.parse import quote
+
+            target += ("&" if "?" in target else "?") + "next=" + quote(request.url.path, safe="/")
+        return RedirectResponse(target, status_code=303)
+
+    install_error_handlers(app, templates, on_unauthenticated=to_login)
+    install_security_headers(app)
+
+    def database_check() -> str:
+        with app.state.pool.connection(timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return "SELECT 1 ok"
+
+    app.include_router(health_router({
+        "database": database_check,
+        "redis": lambda: redis_check(redis_url),
+        "search": engine_for(settings).ping,
+    }))
+    app.add_api_route("/static/staff.css", static_css(STAFF_DIR / "static" / "staff.css"),
+                      include_in_schema=False)
+    app.include_router(auth_api)
+    app.include_router(branches_api)
+    app.include_router(audit_api)
+    app.include_router(console)
+    return app

@@ -1,0 +1,1 @@
+"""RQ jobs and their schedule: index maintenance, notices, nightly batches, retention."""

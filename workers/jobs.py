@@ -1,0 +1,30 @@
+"""Jobs run by the RQ worker. Each opens its own connection and transaction."""
+
+from __future__ import annotations
+
+import logging
+
+from api import db
+from api.audit import service as audit
+from api.config import load_settings
+from api.runtime.services import database_url
+
+log = logging.getLogger("shoka.jobs")
+
+
+def purge_audit_log() -> int:
+    """Retention: remove audit rows older than six years (daily)."""
+    with db.connect(database_url(load_settings())) as conn:
+        removed = audit.purge_expired(conn)
+    log.info("audit retention removed %d rows", removed)
+    return removed
+
+
+def verify_audit_log() -> str:
+    """Nightly chain check, so tampering is noticed even if nobody runs `shoka audit verify`."""
+    with db.connect(database_url(load_settings())) as conn:
+        checked, broken = audit.verify(conn)
+    if broken:
+        log.error("audit chain broken at row %s: %s", broken.row_id, broken.reason)
+        raise RuntimeError(f"audit chain broken at row {broken.row_id}: {broken.reason}")
+    return f"{checked} rows verified"

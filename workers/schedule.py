@@ -1,0 +1,34 @@
+"""The worker process and the scheduler process (RQ's CronScheduler)."""
+
+from __future__ import annotations
+
+import redis
+from rq import Queue, Worker
+from rq.cron import CronScheduler
+
+from workers import jobs
+
+QUEUES = ("default",)
+
+# Cron expressions are evaluated in UTC: 18:00 UTC is 03:00 in Japan, when libraries are closed.
+SCHEDULE = (
+    (jobs.purge_audit_log, "0 18 * * *"),
+    (jobs.verify_audit_log, "30 18 * * *"),
+)
+
+
+def run_worker(redis_url: str) -> None:
+    conn = redis.Redis.from_url(redis_url)
+    Worker([Queue(name, connection=conn) for name in QUEUES], connection=conn, name=None).work(
+        with_scheduler=True)
+
+
+def build_scheduler(redis_url: str) -> CronScheduler:
+    scheduler = CronScheduler(connection=redis.Redis.from_url(redis_url), name="shoka")
+    for func, cron in SCHEDULE:
+        scheduler.register(func, queue_name="default", cron=cron, job_timeout=3600)
+    return scheduler
+
+
+def run_scheduler(redis_url: str) -> None:
+    build_scheduler(redis_url).start()
