@@ -31,6 +31,13 @@ def pool(url: str, *, min_size: int = 1, max_size: int = 20) -> ConnectionPool[C
         return existing
 
 
+def close(url: str) -> None:
+    with _lock:
+        existing = _pools.pop(url, None)
+    if existing is not None:
+        existing.close()
+
+
 def close_all() -> None:
     with _lock:
         for p in _pools.values():

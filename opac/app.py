@@ -42,7 +42,7 @@ def create_opac_app(settings: Settings, opac_database_url: str, redis_url: str) 
     @app.get("/", include_in_schema=False)
     def top(request: Request, conn: DB = Depends(get_conn)) -> Response:
         return templates.render(request, "index.html", {
-            "library": library_name(conn, settings.library_name),
+            "library_name": library_name(conn, settings.library_name),
             "branches": list_branches(conn, active_only=True)})
 
     @app.get("/search", include_in_schema=False)

@@ -275,6 +275,9 @@ def update_account(conn: Connection[DictRow], actor: Actor, username: str, *, di
                          (None if clear_branch else _branch_id(conn, branch), account_id))
             changes["branch"] = None if clear_branch else branch
         if active is not None:
+            if active is False and actor.account_id == account_id:
+                raise ShokaError("cannot_disable_self", "自分自身のアカウントは無効にできません。",
+                                 "You cannot deactivate your own account.", status=409, field="active")
             conn.execute("UPDATE staff_account SET active = %s WHERE id = %s", (active, account_id))
             if not active:
                 conn.execute("DELETE FROM staff_session WHERE account_id = %s", (account_id,))

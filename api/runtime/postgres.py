@@ -125,9 +125,12 @@ class EmbeddedPostgres:
                 os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
     def _run(self, exe: str, *args: str, timeout: float = 120) -> str:
+        user = self._system_user()
+        # Drop root's group too: a 0701 parent owned by group root would otherwise deny traversal.
+        ids = {"user": user, "group": user, "extra_groups": []} if user else {}
         result = subprocess.run(
             [str(_bin_dir() / exe), *args],
-            user=self._system_user(),
+            **ids,  # type: ignore[arg-type]
             capture_output=True,
             text=True,
             timeout=timeout,

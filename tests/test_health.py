@@ -1,0 +1,44 @@
+"""/healthz and /readyz on both apps, naming the dependency that fails."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import psycopg
+from fastapi.testclient import TestClient
+
+from api.config import Settings
+
+
+def test_both_apps_are_alive_and_ready(staff_client: TestClient, opac_client: TestClient) -> None:
+    for client in (staff_client, opac_client):
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        body = ready.json()
+        assert body["status"] == "ready" and set(body["checks"]) == {"database", "redis", "search"}
+
+
+def test_readyz_names_the_failed_dependency(seeded: psycopg.Connection, settings: Settings, db_url: str) -> None:
+    from api.app import create_staff_app
+
+    app = create_staff_app(settings, db_url, "redis://127.0.0.1:1/0")
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["failed"] == ["redis"] and r.json()["checks"]["database"]["status"] == "ok"
+
+
+def test_readyz_reports_a_broken_search_index(seeded: psycopg.Connection, settings: Settings, db_url: str,
+                                              redis_url: str, tmp_path) -> None:
+    from opac.app import create_opac_app
+
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "meta.json").write_text("{ not json")
+    broken = replace(settings, data_dir=tmp_path)
+    app = create_opac_app(broken, db_url, redis_url)
+    with TestClient(app) as client:
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["failed"] == ["search"]
