@@ -67,7 +67,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from api.runtime.postgres import OPAC_ROLE
     from api.runtime.services import database_available
 
-    with database_available(settings) as url:
+    with database_available(settings, current_schema=False) as url:
         before, after = migrate.upgrade(url)
         if settings.embedded_postgres:
             migrate.ensure_opac_login(url, OPAC_ROLE)
@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, psycopg.OperationalError):
             print(f"shoka: cannot reach the database: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+            return 1
+        if isinstance(exc, psycopg.Error):
+            print(f"shoka: the database refused the command: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
             return 1
         raise
 

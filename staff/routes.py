@@ -124,11 +124,11 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
                             secure=_secure_cookies(), max_age=3600)
         return response
     session = auth.open_session(conn, account_id, "console", client_addr(request))
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="strict", secure=_secure_cookies(),
+    redirect = RedirectResponse(_safe_next(next), status_code=303)
+    redirect.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="strict", secure=_secure_cookies(),
                         max_age=int(auth.CONSOLE_MAX_AGE.total_seconds()))
-    response.delete_cookie(LOGIN_CSRF_COOKIE)
-    return response
+    redirect.delete_cookie(LOGIN_CSRF_COOKIE)
+    return redirect
 
 
 @router.post("/logout")

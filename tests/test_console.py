@@ -42,7 +42,7 @@ def test_session_cookie_is_httponly_and_strict(staff_client: TestClient) -> None
     csrf = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
     r = staff_client.post("/login", data={"username": "admin", "password": PASSWORDS["admin"], "csrf_token": csrf},
                           follow_redirects=False)
-    set_cookie = [h for h in r.headers.get_list("set-cookie") if h.startswith("shoka_session=")][0]
+    set_cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("shoka_session="))
     assert "HttpOnly" in set_cookie and "SameSite=strict" in set_cookie
 
 

@@ -39,7 +39,8 @@ def _locked_error(until: datetime) -> ShokaError:
     local = until.astimezone().strftime("%H:%M")
     return ShokaError(
         "account_locked",
-        f"ログインの失敗が続いたため、このアカウントは {local} までロックされています。管理者に解除を依頼することもできます。",
+        f"ログインの失敗が続いたため、このアカウントは {local} までロックされています。"
+        "管理者に解除を依頼することもできます。",
         f"Too many failed logins: this account is locked until {local}. An administrator can unlock it.",
         status=423)
 
@@ -186,7 +187,7 @@ def load_principal(conn: Connection[DictRow], account_id: int) -> Principal:
     if row is None:
         raise UNAUTHENTICATED
     perms: frozenset[Permission] = frozenset(
-        tuple(p.split(":", 1)) for p in row["permissions"])  # type: ignore[misc]
+        (p.split(":", 1)[0], p.split(":", 1)[1]) for p in row["permissions"])
     return Principal(row["id"], row["username"], row["display_name"], row["branch_code"],
                      tuple(row["roles"]), tuple(row["groups"]), perms)
 
@@ -296,7 +297,7 @@ def update_account(conn: Connection[DictRow], actor: Actor, username: str, *, di
             conn.execute("UPDATE staff_account SET password_hash = %s, password_changed_at = now(), "
                          "failed_logins = 0, locked_until = NULL WHERE id = %s", (password_hash, account_id))
             conn.execute("DELETE FROM staff_session WHERE account_id = %s", (account_id,))
-            changes["password"] = "changed"
+            changes["password"] = "changed"  # noqa: S105 - records that it changed, never the value
         conn.execute("UPDATE staff_account SET updated_at = now() WHERE id = %s", (account_id,))
         record(conn, actor, "staff.update", "staff", username, changes)
 

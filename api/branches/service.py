@@ -27,7 +27,8 @@ def _check(code: str, name: str, kind: str) -> None:
     if not (name or "").strip():
         raise invalid("name", name, "館名を入力してください。", "a name is required")
     if kind not in KINDS:
-        raise invalid("kind", kind, f"種別は {', '.join(KINDS)} のいずれかです。", f"expected one of {', '.join(KINDS)}")
+        kinds = ", ".join(KINDS)
+        raise invalid("kind", kind, f"種別は {kinds} のいずれかです。", f"expected one of {kinds}")
 
 
 def create_branch(conn: Connection[DictRow], actor: Actor, code: str, name: str, *, name_en: str | None = None,

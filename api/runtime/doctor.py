@@ -48,11 +48,11 @@ def diagnose(settings: Settings) -> Iterator[Finding]:
     db_url = None
     if settings.embedded_postgres:
         pg = EmbeddedPostgres(data)
-        port = pg.running_port()
+        pg_port = pg.running_port()
         if not pg.marker.exists():
             yield True, "Embedded PostgreSQL: not created yet (created on first start)."
-        elif port:
-            yield True, f"Embedded PostgreSQL: running on 127.0.0.1:{port}, data in {pg.pgdata}."
+        elif pg_port:
+            yield True, f"Embedded PostgreSQL: running on 127.0.0.1:{pg_port}, data in {pg.pgdata}."
             db_url = pg.url()
         else:
             yield True, f"Embedded PostgreSQL: stopped (data in {pg.pgdata})."

@@ -127,10 +127,11 @@ class EmbeddedPostgres:
     def _run(self, exe: str, *args: str, timeout: float = 120) -> str:
         user = self._system_user()
         # Drop root's group too: a 0701 parent owned by group root would otherwise deny traversal.
-        ids = {"user": user, "group": user, "extra_groups": []} if user else {}
         result = subprocess.run(
             [str(_bin_dir() / exe), *args],
-            **ids,  # type: ignore[arg-type]
+            user=user,
+            group=user,
+            extra_groups=[] if user else None,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 
 from api.config import ConfigError, Settings
-from api.runtime.datadir import ServeLock, prepare
+from api.runtime.datadir import DataDirError, ServeLock, prepare
 from api.runtime.postgres import OPAC_ROLE, EmbeddedPostgres
 from api.runtime.valkey import EmbeddedValkey
 
@@ -34,16 +34,27 @@ def redis_url(settings: Settings) -> str:
 
 
 @contextlib.contextmanager
-def database_available(settings: Settings) -> Iterator[str]:
+def database_available(settings: Settings, *, current_schema: bool = True) -> Iterator[str]:
     """For CLI commands: use the running database, or start the embedded one for the command's
-    duration. A cluster this command started is stopped again unless `shoka serve` began meanwhile."""
+    duration. A cluster this command started is stopped again unless `shoka serve` began meanwhile.
+
+    With `current_schema`, the embedded database is migrated first (it belongs to this data
+    directory); an external one must already be current.
+    """
+    from api import migrate
+
     if settings.database_url:
+        if current_schema and migrate.pending(settings.database_url):
+            raise DataDirError("The database schema is not current. Run `shoka migrate` first.")
         yield settings.database_url
         return
     prepare(settings.data_dir)
     pg = EmbeddedPostgres(settings.data_dir)
     started = pg.ensure_running()
     try:
+        if current_schema:
+            migrate.upgrade(pg.url())
+            migrate.ensure_opac_login(pg.url(), OPAC_ROLE)
         yield pg.url()
     finally:
         if started and ServeLock(settings.data_dir).holder() is None:

@@ -38,10 +38,10 @@ class Child:
 
     def start(self) -> None:
         logfile = open(self.env["SHOKA_DATA_DIR"] + f"/logs/{self.name}.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "run", self.name],
             env=self.env, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent(),  # noqa: PLW1509
+            preexec_fn=die_with_parent(),
         )
         logfile.close()
 

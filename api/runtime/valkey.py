@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -63,10 +64,10 @@ class EmbeddedValkey:
                 f"requirepass {password}\nappendonly yes\nappendfsync everysec\n"
                 "save 900 1 300 100\n")
             conf.chmod(0o600)
-            self.process = subprocess.Popen(  # noqa: S603
+            self.process = subprocess.Popen(
                 [str(get_binary_path()), str(conf)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                preexec_fn=die_with_parent(),  # noqa: PLW1509 - single-threaded at this point
+                preexec_fn=die_with_parent(),
             )
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
@@ -93,10 +94,8 @@ class EmbeddedValkey:
         import redis
 
         password = load_secrets(self.data_dir)["valkey_password"]
-        try:
+        with contextlib.suppress(redis.ConnectionError):  # shutdown closes the connection by design
             redis.Redis(host="127.0.0.1", port=port, password=password).shutdown(save=True)
-        except redis.ConnectionError:
-            pass  # shutdown closes the connection by design
         if self.process is not None:
             try:
                 self.process.wait(timeout=15)

@@ -11,8 +11,9 @@
 # only in the embedded mode; with compose this script does that.
 #
 # To change the OPAC password later (this script does not run again on an existing volume):
-#   docker compose exec postgres psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
-#     -c "ALTER ROLE shoka_opac PASSWORD 'new-password'"
+#   docker compose exec postgres psql -U shoka -d shoka \
+#     -c "ALTER ROLE shoka_opac PASSWORD 'new-password'"     (user and database names from .env)
+# then put the new password in .env as OPAC_DB_PASSWORD and run `docker compose up -d`.
 set -euo pipefail
 
 : "${OPAC_DB_USER:?OPAC_DB_USER must be set (see .env.example)}"

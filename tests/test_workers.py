@@ -1,0 +1,56 @@
+"""The RQ worker runs scheduled jobs against the real database; the scheduler registers them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+
+from tests.test_audit import _fill, _insert_old, _tamper
+from workers import jobs
+from workers.schedule import SCHEDULE, build_scheduler
+
+
+@pytest.fixture
+def queue(redis_url: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Queue:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    conn = redis.Redis.from_url(redis_url)
+    q = Queue("test-" + db_url.rsplit("/", 1)[1], connection=conn)
+    q.empty()
+    return q
+
+
+def _run(queue: Queue, func) -> object:
+    job = queue.enqueue(func)
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    job.refresh()
+    assert job.is_finished, job.latest_result().exc_string if job.latest_result() else job.get_status()
+    return job.return_value()
+
+
+def test_retention_job_runs_through_rq(queue: Queue, conn: psycopg.Connection) -> None:
+    _insert_old(conn, datetime.now(UTC) - timedelta(days=365 * 7), 4)
+    _fill(conn, 2)
+    assert _run(queue, jobs.purge_audit_log) == 4
+    assert _run(queue, jobs.verify_audit_log) == "3 rows verified"
+
+
+def test_nightly_verification_fails_loudly_on_tampering(queue: Queue, conn: psycopg.Connection) -> None:
+    ids = _fill(conn, 3)
+    _tamper(conn, f"UPDATE audit_log SET actor = 'forger' WHERE id = {ids[1]}")
+    job = queue.enqueue(jobs.verify_audit_log)
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    job.refresh()
+    assert job.is_failed and f"broken at row {ids[1]}" in job.latest_result().exc_string
+
+
+def test_scheduler_registers_retention_daily(redis_url: str) -> None:
+    scheduler = build_scheduler(redis_url)
+    registered = {j.func_name: j.cron for j in scheduler.get_jobs()}
+    assert registered["workers.jobs.purge_audit_log"] == "0 18 * * *"
+    assert len(registered) == len(SCHEDULE)
+    for job in scheduler.get_jobs():
+        assert job.next_enqueue_time is not None and job.next_enqueue_time - datetime.now(UTC) <= timedelta(days=1)
