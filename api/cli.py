@@ -218,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         import psycopg
+        import sqlalchemy.exc
 
+        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
+            exc = exc.orig  # migrations run through SQLAlchemy, which wraps psycopg's error
         if isinstance(exc, psycopg.OperationalError):
             print(f"shoka: cannot reach the database: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
             return 1

@@ -17,16 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api import db, migrate  # noqa: E402
-from api.audit import Actor, record  # noqa: E402
-from api.audit import service as audit  # noqa: E402
-from api.auth import service as auth  # noqa: E402
-from api.runtime.postgres import EmbeddedPostgres  # noqa: E402
+from api import db, migrate
+from api.audit import Actor, record
+from api.audit import service as audit
+from api.auth import service as auth
+from api.runtime.postgres import EmbeddedPostgres
 
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def row(name: str, n: int, seconds: float, lat: list[float]) -> str:
@@ -64,7 +64,7 @@ def concurrent(url: str, writers: int, per_writer: int, work: Callable[..., None
 def bench_audit(url: str, scale: int) -> None:
     actor = Actor("bench", "127.0.0.1", None)
 
-    def append(conn, i: int) -> None:  # noqa: ANN001
+    def append(conn, i: int) -> None:
         with conn.transaction():
             record(conn, actor, "patron.view", "patron", str(i), {"fields": ["name", "address"]})
 
@@ -92,7 +92,7 @@ def bench_audit(url: str, scale: int) -> None:
         session = auth.open_session(conn, auth.authenticate(conn, "bench", "bench-password-1", "127.0.0.1"),
                                     "api", "127.0.0.1")
 
-    def lookup(conn, i: int) -> None:  # noqa: ANN001
+    def lookup(conn, i: int) -> None:
         auth.resolve_session(conn, session.token, "api")
 
     secs, lat = concurrent(url, 20, per, lookup)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +257,30 @@ def test_env_example_defines_every_required_variable() -> None:
     compose_text = COMPOSE.read_text(encoding="utf-8")
     assert {"POSTGRES_PASSWORD", "OPAC_DB_PASSWORD", "OPAC_HOST"} <= set(referenced_variables(compose_text))
     assert undefined_variables(compose_text, parse_env_file(ENV_EXAMPLE)) == []
+
+
+def _compose_cli() -> list[str] | None:
+    """`docker compose` (v2 or later) if this machine has it, else None."""
+    for cmd in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(cmd[0]) is None:
+            continue
+        try:
+            out = subprocess.run([*cmd, "version"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "Docker Compose version v" in out:
+            return cmd
+    return None
+
+
+def test_compose_config_is_valid() -> None:
+    """Compose itself accepts the file with .env.example's values (needs no Docker daemon)."""
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("docker compose is not installed")
+    result = subprocess.run([*cli, "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE), "config", "--quiet"],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
 
 
 def test_env_example_passwords_are_placeholders() -> None:

@@ -107,3 +107,11 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.search_engine == "tantivy"
     monkeypatch.setenv("OPENSEARCH_URL", "http://search:9200")
     assert load_settings().search_engine == "opensearch"
+
+
+def test_lost_secrets_are_not_regenerated_for_an_existing_database(tmp_path: Path) -> None:
+    (tmp_path / "postgres").mkdir()
+    (tmp_path / "postgres" / "initialized").write_text("x")
+    with pytest.raises(DataDirError, match=r"Restore secrets\.json"):
+        load_secrets(tmp_path)
+    assert not (tmp_path / "secrets.json").exists()

@@ -51,9 +51,11 @@ def load_secrets(data_dir: Path) -> dict[str, str]:
                     "database cannot be opened. See docs/operations.md, 'Recovering secrets'.") from None
         missing = [k for k in wanted if not values.get(k)]
         if missing:
-            if values and "postgres_password" in missing and (data_dir / "postgres" / "initialized").exists():
-                raise DataDirError(f"{path} has no postgres_password but the database exists. "
-                                   "Restore secrets.json from a backup.")
+            if "postgres_password" in missing and (data_dir / "postgres" / "initialized").exists():
+                # New passwords would not open the existing cluster: never generate them here.
+                raise DataDirError(
+                    f"{path} is missing or has no postgres_password, but the database in {data_dir / 'postgres'} "
+                    "exists. Restore secrets.json from a backup (docs/operations.md, 'Recovering secrets').")
             for key in missing:
                 values[key] = secrets.token_urlsafe(24)
             tmp = path.with_suffix(".tmp")

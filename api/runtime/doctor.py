@@ -37,7 +37,8 @@ def diagnose(settings: Settings) -> Iterator[Finding]:
         since = time.strftime("%Y-%m-%d %H:%M", time.localtime(holder.started_at))
         yield True, (f"`shoka serve` is running (pid {holder.pid}, since {since}); OPAC on port "
                      f"{holder.opac_port}, staff console on port {holder.staff_port}.")
-    else:
+    elif settings.embedded_postgres:
+        # Only the single-machine mode runs serve; in a container the app itself owns its port.
         yield True, "`shoka serve` is not running on this data directory."
         for name, port in (("OPAC", settings.opac_port), ("staff console", settings.staff_port)):
             if not port_free(settings.host, port):
