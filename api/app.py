@@ -13,17 +13,17 @@ from api.auth.routes import router as auth_api
 from api.branches.routes import router as branches_api
 from api.config import Settings
 from api.errors import ShokaError
-from api.web import Templates, health_router, install_error_handlers, install_security_headers, static_css
+from api.web import (
+    Templates,
+    health_router,
+    install_error_handlers,
+    install_security_headers,
+    readiness_checks,
+    static_css,
+)
 from indexer.engine import engine_for
 
 STAFF_DIR = Path(__file__).resolve().parent.parent / "staff"
-
-
-def redis_check(redis_url: str) -> str:
-    import redis
-
-    redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2).ping()
-    return "PING ok"
 
 
 def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> FastAPI:
@@ -47,16 +47,8 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
     install_error_handlers(app, templates, on_unauthenticated=to_login)
     install_security_headers(app)
 
-    def database_check() -> str:
-        with app.state.pool.connection(timeout=3) as conn:
-            conn.execute("SELECT 1")
-        return "SELECT 1 ok"
-
-    app.include_router(health_router({
-        "database": database_check,
-        "redis": lambda: redis_check(redis_url),
-        "search": engine_for(settings).ping,
-    }))
+    app.include_router(health_router(readiness_checks(app.state.pool, "SELECT 1", redis_url,
+                                                      engine_for(settings).ping)))
     app.add_api_route("/static/staff.css", static_css(STAFF_DIR / "static" / "staff.css"),
                       include_in_schema=False)
     app.include_router(auth_api)

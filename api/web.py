@@ -150,6 +150,23 @@ def install_security_headers(app: FastAPI) -> None:
 Check = Callable[[], str]
 
 
+def readiness_checks(pool: Any, probe_sql: str, redis_url: str, search: Check) -> dict[str, Check]:
+    """What /readyz asks: the database (with a query the app's own role may run), Redis and search."""
+
+    def database() -> str:
+        with pool.connection(timeout=3) as conn:
+            conn.execute(probe_sql)
+        return f"{probe_sql} ok"
+
+    def redis_ping() -> str:
+        import redis
+
+        redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2).ping()
+        return "PING ok"
+
+    return {"database": database, "redis": redis_ping, "search": search}
+
+
 def health_router(checks: dict[str, Check]) -> APIRouter:
     """/healthz: the process answers. /readyz: every dependency answers, naming any that does not."""
     router = APIRouter()

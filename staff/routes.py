@@ -20,7 +20,7 @@ from api.audit import Actor
 from api.audit import service as audit_service
 from api.audit.routes import run_search
 from api.auth import service as auth
-from api.auth.permissions import ACTION_LABELS, ACTIONS, AREA_LABELS, AREAS, Principal, parse_permission
+from api.auth.permissions import ACTION_LABELS, ACTIONS, AREA_LABELS, AREAS, Principal, parse_permissions
 from api.branches import service as branches
 from api.deps import DB, client_addr, get_conn
 from api.errors import ShokaError, forbidden, invalid
@@ -283,13 +283,7 @@ def roles_update(kind: str, code: str, request: Request, perm: list[str] = Form(
     try:
         if kind not in ("role", "group"):
             raise invalid("kind", kind, "role か group です。", "expected role or group")
-        parsed = []
-        for p in perm:
-            try:
-                parsed.append(parse_permission(p))
-            except ValueError as exc:
-                raise invalid("perm", p, "権限の指定が正しくありません。", str(exc)) from None
-        auth.set_permissions(conn, ctx.actor(request), kind, code, parsed)
+        auth.set_permissions(conn, ctx.actor(request), kind, code, parse_permissions(perm, "perm"))
     except ShokaError as exc:
         return render(request, "roles.html", ctx, status_code=exc.status, roles=auth.list_roles(conn),
                       error=_error_text(request, exc))

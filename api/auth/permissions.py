@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from api.errors import invalid
+
 AREAS: tuple[str, ...] = ("catalogue", "circulation", "patrons", "statistics", "system")
 ACTIONS: tuple[str, ...] = ("view", "update", "print", "export", "administer")
 
@@ -33,6 +35,17 @@ def parse_permission(text: str) -> Permission:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r} (expected one of {', '.join(ACTIONS)})")
     return area, action
+
+
+def parse_permissions(texts: list[str], field_name: str = "permissions") -> list[Permission]:
+    """Parse 'area:action' strings; a bad one raises validation_error naming the field and value."""
+    parsed = []
+    for text in texts:
+        try:
+            parsed.append(parse_permission(text))
+        except ValueError as exc:
+            raise invalid(field_name, text, "「業務:操作」の形で指定してください。", str(exc)) from None
+    return parsed
 
 
 @dataclass(frozen=True)

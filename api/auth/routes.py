@@ -8,9 +8,8 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import service
-from api.auth.permissions import Principal, parse_permission
+from api.auth.permissions import Principal, parse_permissions
 from api.deps import DB, actor_for, api_permission, api_principal, bearer_token, client_addr, get_conn
-from api.errors import invalid
 
 router = APIRouter(prefix="/api/v1", tags=["staff"])
 admin = api_permission("system", "administer")
@@ -125,20 +124,10 @@ class GrantsIn(BaseModel):
     permissions: list[str]
 
 
-def _parse(perms: list[str]) -> list[tuple[str, str]]:
-    parsed = []
-    for p in perms:
-        try:
-            parsed.append(parse_permission(p))
-        except ValueError as exc:
-            raise invalid("permissions", p, "「業務:操作」の形で指定してください。", str(exc)) from None
-    return parsed
-
-
 @router.put("/roles/{code}/permissions")
 def set_role_permissions(code: str, body: GrantsIn, request: Request, conn: DB = Depends(get_conn),
                          principal: Principal = Depends(admin)) -> dict[str, Any]:
-    service.set_permissions(conn, actor_for(principal, request), "role", code, _parse(body.permissions))
+    service.set_permissions(conn, actor_for(principal, request), "role", code, parse_permissions(body.permissions))
     return {"code": code, "permissions": sorted(body.permissions)}
 
 
@@ -157,5 +146,5 @@ def create_group(body: GroupIn, request: Request, conn: DB = Depends(get_conn),
 @router.put("/groups/{code}/permissions")
 def set_group_permissions(code: str, body: GrantsIn, request: Request, conn: DB = Depends(get_conn),
                           principal: Principal = Depends(admin)) -> dict[str, Any]:
-    service.set_permissions(conn, actor_for(principal, request), "group", code, _parse(body.permissions))
+    service.set_permissions(conn, actor_for(principal, request), "group", code, parse_permissions(body.permissions))
     return {"code": code, "permissions": sorted(body.permissions)}
