@@ -34,6 +34,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from api.runtime import services
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from api.web import AccessLogWithoutQuery
+
+    logging.getLogger("uvicorn.access").addFilter(AccessLogWithoutQuery())
     proxy = {"proxy_headers": True, "forwarded_allow_ips": os.environ.get("SHOKA_TRUSTED_PROXIES", "127.0.0.1")}
     if args.process == "staff":
         import uvicorn

@@ -134,6 +134,16 @@ def install_error_handlers(app: FastAPI, templates: Templates,
             "An internal error occurred; nothing was saved. Please try again.", status=500))
 
 
+class AccessLogWithoutQuery(logging.Filter):
+    """Access logs keep the path but drop the query string, where search terms and names would be."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?…", *args[3:])
+        return True
+
+
 def install_security_headers(app: FastAPI) -> None:
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

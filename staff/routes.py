@@ -213,7 +213,7 @@ def _staff_form_context(conn: DB) -> dict[str, Any]:
 @router.get("/admin/staff")
 def staff_list(request: Request, ctx: Console = Depends(allowed("system", "administer")),
                conn: DB = Depends(get_conn)) -> Response:
-    return render(request, "staff_list.html", ctx, accounts=auth.list_accounts(conn))
+    return render(request, "staff_list.html", ctx, accounts=auth.view_accounts(conn, ctx.actor(request)))
 
 
 @router.get("/admin/staff/new")

@@ -42,3 +42,15 @@ def test_readyz_reports_a_broken_search_index(seeded: psycopg.Connection, settin
     with TestClient(app) as client:
         r = client.get("/readyz")
         assert r.status_code == 503 and r.json()["failed"] == ["search"]
+
+
+def test_access_log_drops_query_strings() -> None:
+    import logging
+
+    from api.web import AccessLogWithoutQuery
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                               ("10.0.0.1:5000", "GET", "/audit?actor=yamada&subject=staff:suzuki", "1.1", 200), None)
+    assert AccessLogWithoutQuery().filter(record)
+    line = record.getMessage()
+    assert "/audit?…" in line and "yamada" not in line and "suzuki" not in line

@@ -74,7 +74,7 @@ def _account_json(row: dict[str, Any]) -> dict[str, Any]:
 @router.get("/staff")
 def list_staff(request: Request, conn: DB = Depends(get_conn),
                principal: Principal = Depends(admin)) -> list[dict[str, Any]]:
-    return [_account_json(r) for r in service.list_accounts(conn)]
+    return [_account_json(r) for r in service.view_accounts(conn, actor_for(principal, request))]
 
 
 @router.post("/staff", status_code=201)

@@ -320,6 +320,14 @@ def list_accounts(conn: Connection[DictRow]) -> list[DictRow]:
            FROM staff_account a LEFT JOIN branch b ON b.id = a.branch_id ORDER BY a.username""").fetchall()
 
 
+def view_accounts(conn: Connection[DictRow], actor: Actor) -> list[DictRow]:
+    """The account list as a staff member sees it; like any view of people's records, audited."""
+    with conn.transaction():
+        rows = list_accounts(conn)
+        record(conn, actor, "staff.list", "staff", "", {"rows": len(rows)})
+    return rows
+
+
 def get_account(conn: Connection[DictRow], actor: Actor, username: str) -> DictRow:
     """One account's details; viewing a person's record is audited."""
     with conn.transaction():
