@@ -255,10 +255,10 @@ def staff_update(username: str, request: Request, display_name: str = Form(""), 
                             branch=branch or None, clear_branch=not branch, active=active == "on", roles=roles,
                             groups=groups, password=password or None)
     except ShokaError as exc:
-        account = next((a for a in auth.list_accounts(conn) if a["username"].lower() == username.lower()), None)
-        if account is None:
+        found = auth.list_accounts(conn, username)
+        if not found:
             raise
-        return render(request, "staff_edit.html", ctx, status_code=exc.status, account=account,
+        return render(request, "staff_edit.html", ctx, status_code=exc.status, account=found[0],
                       error=_error_text(request, exc), **_staff_form_context(conn))
     return RedirectResponse(f"/admin/staff/{quote(username)}?msg=saved", status_code=303)
 

@@ -309,7 +309,8 @@ def unlock_account(conn: Connection[DictRow], actor: Actor, username: str) -> No
         record(conn, actor, "staff.unlock", "staff", username)
 
 
-def list_accounts(conn: Connection[DictRow]) -> list[DictRow]:
+def list_accounts(conn: Connection[DictRow], username: str | None = None) -> list[DictRow]:
+    """All accounts, or the one named `username` (case-insensitive)."""
     return conn.execute(
         """SELECT a.id, a.username, a.display_name, a.active, a.locked_until, a.last_login_at,
                   b.code AS branch, b.name AS branch_name,
@@ -317,7 +318,9 @@ def list_accounts(conn: Connection[DictRow]) -> list[DictRow]:
                         WHERE ar.account_id = a.id ORDER BY r.code) AS roles,
                   ARRAY(SELECT g.code FROM staff_account_group ag JOIN staff_group g ON g.id = ag.group_id
                         WHERE ag.account_id = a.id ORDER BY g.code) AS groups
-           FROM staff_account a LEFT JOIN branch b ON b.id = a.branch_id ORDER BY a.username""").fetchall()
+           FROM staff_account a LEFT JOIN branch b ON b.id = a.branch_id
+           WHERE %(username)s::text IS NULL OR lower(a.username) = lower(%(username)s)
+           ORDER BY a.username""", {"username": username}).fetchall()
 
 
 def view_accounts(conn: Connection[DictRow], actor: Actor) -> list[DictRow]:
@@ -331,10 +334,11 @@ def view_accounts(conn: Connection[DictRow], actor: Actor) -> list[DictRow]:
 def get_account(conn: Connection[DictRow], actor: Actor, username: str) -> DictRow:
     """One account's details; viewing a person's record is audited."""
     with conn.transaction():
-        account_id = _account_id(conn, username)
-        row = next(r for r in list_accounts(conn) if r["id"] == account_id)
-        record(conn, actor, "staff.view", "staff", row["username"])
-    return row
+        found = list_accounts(conn, username)
+        if not found:
+            raise not_found("staff", username)
+        record(conn, actor, "staff.view", "staff", found[0]["username"])
+    return found[0]
 
 
 # -- roles, groups and grants -----------------------------------------------------------------
