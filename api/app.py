@@ -13,6 +13,7 @@ from api.auth.routes import router as auth_api
 from api.branches.routes import router as branches_api
 from api.config import Settings
 from api.errors import ShokaError
+from api.items.routes import router as items_api
 from api.web import (
     Templates,
     health_router,
@@ -53,6 +54,7 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
                       include_in_schema=False)
     app.include_router(auth_api)
     app.include_router(branches_api)
+    app.include_router(items_api)
     app.include_router(audit_api)
     app.include_router(console)
     return app
