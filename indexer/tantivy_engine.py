@@ -1,0 +1,265 @@
+"""The embedded search engine: tantivy, over the pre-analysed tokens of indexer/document.py.
+
+The index lives in SHOKA_DATA_DIR/index/<generation>/ with a `current` file naming the generation
+in use, so a rebuild writes a new generation while searches keep using the old one, then switches.
+Each generation records the analyzer version it was built with; a change means a rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import tantivy
+from tantivy import Occur, Query
+
+from indexer import analysis
+from indexer.document import GROUPS, SUFFIXES, bigrams, reading_bigrams
+from indexer.engine import SearchUnavailable
+from indexer.query import (
+    MAX_RESULT_WINDOW,
+    Bool,
+    Hit,
+    Keyword,
+    Node,
+    QueryError,
+    Range,
+    SearchRequest,
+    SearchResult,
+    Text,
+)
+
+SCHEMA_VERSION = 1
+RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language")
+BOOST = {"c": 3.0, "a": 2.0, "r": 2.0, "rb": 1.0, "bg": 1.0}
+RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness target: 2 s)
+
+
+def build_schema() -> tantivy.Schema:
+    sb = tantivy.SchemaBuilder()
+    sb.add_unsigned_field("id", stored=True, indexed=True, fast=True)
+    for group in GROUPS:
+        for suffix in SUFFIXES:
+            sb.add_text_field(f"{group}_{suffix}", tokenizer_name="whitespace", index_option="position")
+    for name in RAW_KEYWORDS:
+        sb.add_text_field(name, tokenizer_name="raw", fast=True, index_option="basic")
+    sb.add_text_field("title_exact", tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("title_sort", tokenizer_name="raw", fast=True, index_option="basic")
+    sb.add_integer_field("year", indexed=True, fast=True)
+    sb.add_integer_field("created", indexed=True, fast=True)
+    return sb.build()
+
+
+def _phrase(schema: tantivy.Schema, field: str, words: list[str]) -> Query:
+    return Query.phrase_query(schema, field, list[Any](words))
+
+
+def _is_kana(text: str) -> bool:
+    return analysis.is_kana_only(analysis.normalize(text))
+
+
+class TantivyEngine:
+    name = "tantivy"
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = index_dir
+        self.schema = build_schema()
+        self._index: tantivy.Index | None = None
+        self._generation: str | None = None
+        self._writer: Any = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    # -- generations -------------------------------------------------------------------------
+    def _current_name(self) -> str | None:
+        try:
+            return (self.index_dir / "current").read_text().strip() or None
+        except OSError:
+            return None
+
+    def _meta(self, generation: str) -> dict[str, Any]:
+        try:
+            return dict(json.loads((self.index_dir / generation / "shoka.json").read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def needs_rebuild(self) -> bool:
+        current = self._current_name()
+        meta = self._meta(current) if current else {}
+        return meta.get("analyzer") != analysis.ANALYZER_VERSION or meta.get("schema") != SCHEMA_VERSION
+
+    def new_generation(self) -> str:
+        name = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        path = self.index_dir / name
+        path.mkdir(parents=True)
+        tantivy.Index(self.schema, path=str(path), reuse=False)
+        (path / "shoka.json").write_text(json.dumps({"analyzer": analysis.ANALYZER_VERSION,
+                                                     "schema": SCHEMA_VERSION}))
+        return name
+
+    def switch_to(self, generation: str) -> None:
+        """Make `generation` the one searches use (atomic rename of the pointer file)."""
+        tmp = self.index_dir / "current.tmp"
+        tmp.write_text(generation)
+        os.replace(tmp, self.index_dir / "current")
+        self._index = None
+
+    def _open(self) -> tantivy.Index:
+        with self._lock:
+            current = self._current_name()
+            if current is None:
+                self.index_dir.mkdir(parents=True, exist_ok=True)
+                current = self.new_generation()
+                self.switch_to(current)
+            if self._index is None or self._generation != current:
+                try:
+                    self._index = tantivy.Index.open(str(self.index_dir / current))
+                except (ValueError, OSError) as exc:
+                    raise SearchUnavailable(f"index {self.index_dir / current} cannot be opened: {exc}") from None
+                self._generation = current
+                self._checked = time.monotonic()
+            elif time.monotonic() - self._checked > RELOAD_EVERY:
+                self._index.reload()
+                self._checked = time.monotonic()
+            return self._index
+
+    def ping(self) -> str:
+        index = self._open()
+        return f"tantivy index {self._generation}: {index.searcher().num_docs} documents"
+
+    # -- writing -------------------------------------------------------------------------------
+    def write(self, docs: list[dict[str, Any]], deleted: Sequence[int] = (), generation: str | None = None) -> None:
+        """Add or replace documents (by id) and remove deleted ids, then commit."""
+        target = generation or self._current_name()
+        if target is None:
+            self._open()
+            target = self._current_name()
+        index = tantivy.Index.open(str(self.index_dir / str(target)))
+        writer = index.writer(heap_size=64_000_000, num_threads=1)
+        try:
+            replaced = [int(i) for i in deleted] + [int(d["id"]) for d in docs]
+            if replaced:
+                # by query: delete_documents_by_term does not match unsigned fields in tantivy-py
+                writer.delete_documents_by_query(Query.term_set_query(self.schema, "id", replaced))
+            for d in docs:
+                writer.add_document(self._document(d))
+            writer.commit()
+        finally:
+            writer.wait_merging_threads()
+        self._checked = 0.0  # see the new commit on the next search
+
+    @staticmethod
+    def _document(d: dict[str, Any]) -> tantivy.Document:
+        doc = tantivy.Document()
+        doc.add_unsigned("id", int(d["id"]))
+        for key, value in d.items():
+            if key == "id" or value is None:
+                continue
+            if key in ("year", "created"):
+                doc.add_integer(key, int(value))
+            elif isinstance(value, list):
+                for v in value:
+                    doc.add_text(key, str(v))
+            elif value != "":
+                doc.add_text(key, str(value))
+        return doc
+
+    # -- searching -----------------------------------------------------------------------------
+    def search(self, request: SearchRequest) -> SearchResult:
+        if request.offset + request.size > MAX_RESULT_WINDOW:
+            raise QueryError("page", request.page, f"results go only {MAX_RESULT_WINDOW} deep; narrow the search")
+        index = self._open()
+        searcher = index.searcher()
+        clauses: list[tuple[Any, Any]] = []
+        if request.query is not None:
+            clauses.append((tantivy.Occur.Must, self._compile(request.query)))
+        for condition in request.filters:
+            clauses.append((tantivy.Occur.Must, self._compile(condition)))
+        query = tantivy.Query.boolean_query(clauses) if clauses else tantivy.Query.all_query()
+        order: dict[str, Any] = {}
+        if request.sort == "newest":
+            order = {"order_by_field": "year", "order": tantivy.Order.Desc}
+        elif request.sort == "oldest":
+            order = {"order_by_field": "year", "order": tantivy.Order.Asc}
+        elif request.sort == "title":
+            order = {"order_by_field": "title_sort", "order": tantivy.Order.Asc}
+        elif request.query is None:
+            order = {"order_by_field": "created", "order": tantivy.Order.Desc}  # new arrivals first
+        found = searcher.search(query, request.size, count=True, offset=request.offset, **order)
+        hits = [Hit(int(searcher.doc(addr)["id"][0]), float(key) if not order else 0.0)
+                for key, addr in found.hits]
+        facets: dict[str, list[tuple[str, int]]] = {}
+        if request.facets:
+            aggs = {f: {"terms": {"field": f, "size": 50 if f != "year" else 100}} for f in request.facets}
+            raw = searcher.aggregate(query, aggs)
+            for f in request.facets:
+                buckets = raw.get(f, {}).get("buckets", [])
+                facets[f] = [(str(b["key"]), int(b["doc_count"])) for b in buckets]
+        total = getattr(found, "count", None)  # missing from tantivy's type stub
+        return SearchResult(total=int(total or 0), hits=hits, facets=facets)
+
+    def _compile(self, node: Node) -> Any:
+        if isinstance(node, Bool):
+            parts = [(Occur.Must, self._compile(n)) for n in node.must]
+            parts += [(Occur.Should, self._compile(n)) for n in node.should]
+            parts += [(Occur.MustNot, self._compile(n)) for n in node.must_not]
+            if node.must_not and not node.must and not node.should:
+                parts.append((Occur.Must, Query.all_query()))
+            return Query.boolean_query(parts)
+        if isinstance(node, Keyword):
+            if node.field == "id":
+                return Query.term_query(self.schema, "id", int(node.value))
+            if node.prefix:
+                return Query.regex_query(self.schema, node.field, re.escape(node.value) + ".*")
+            return Query.term_query(self.schema, node.field, node.value)
+        if isinstance(node, Range):
+            return Query.range_query(self.schema, node.field, tantivy.FieldType.Integer, node.gte, node.lte)
+        groups = GROUPS if node.field == "any" else (node.field,)
+        return Query.boolean_query([(Occur.Should, self._text_in_group(g, node)) for g in groups])
+
+    def _text_in_group(self, group: str, node: Text) -> Any:
+        s = self.schema
+        normalized = analysis.normalize(node.text).replace(" ", "")
+        if node.mode == "exact" and group == "title":
+            return Query.term_query(s, "title_exact", normalized)
+        if node.mode == "prefix" and group == "title":
+            folded = analysis.fold_reading(node.text).replace(" ", "") if _is_kana(node.text) else ""
+            options = [(Occur.Should, Query.regex_query(s, "title_exact", re.escape(normalized) + ".*"))]
+            if folded:
+                options.append((Occur.Should, Query.regex_query(s, "title_sort", re.escape(folded) + ".*")))
+            return Query.boolean_query(options)
+        a = analysis.analyze_query(node.text)
+        options = []
+        units = a.units_c
+        if units:
+            if node.mode in ("phrase", "exact") and len(units) > 1:
+                options.append((Occur.Should, Query.boost_query(_phrase(s, f"{group}_c", units), BOOST["c"])))
+            else:
+                per_unit = [Query.boolean_query([
+                    (Occur.Should, Query.boost_query(Query.term_query(s, f"{group}_c", u), BOOST["c"])),
+                    (Occur.Should, Query.boost_query(Query.term_query(s, f"{group}_a", u), BOOST["a"])),
+                ]) for u in units]
+                options.append((Occur.Should, Query.boolean_query([(Occur.Must, q) for q in per_unit])))
+        bg = bigrams(normalized)
+        if len(bg) > 1:
+            options.append((Occur.Should, _phrase(s, f"{group}_bg", bg)))
+        elif len(bg) == 1 and len(bg[0]) == 2:
+            options.append((Occur.Should, Query.term_query(s, f"{group}_bg", bg[0])))
+        if _is_kana(node.text):
+            rb = reading_bigrams(a.reading)
+            if len(rb) > 1:
+                options.append((Occur.Should, Query.boost_query(_phrase(s, f"{group}_rb", rb), BOOST["rb"])))
+            elif rb:
+                options.append((Occur.Should, Query.term_query(s, f"{group}_r", rb[0])))
+            for token in a.reading.split():
+                options.append((Occur.Should, Query.boost_query(Query.term_query(s, f"{group}_r", token), BOOST["r"])))
+        if not options:
+            return Query.empty_query()
+        return Query.boolean_query(options)

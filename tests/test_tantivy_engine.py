@@ -1,0 +1,120 @@
+"""The embedded engine on pre-analysed documents: readings, 表記ゆれ, old kanji, partial matches,
+filters, facets, sorting, paging, replacement and generations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from indexer.document import build
+from indexer.query import Bool, Keyword, QueryError, Range, SearchRequest, Text, parse_keywords
+from indexer.tantivy_engine import TantivyEngine
+
+RECORDS = [
+    (1, {"title": "それから", "title_reading": "ソレカラ",
+         "authors": [{"name": "夏目, 漱石", "reading": "ナツメ, ソウセキ"}],
+         "publisher": "岩波書店", "year": 1989, "ndc": "913.6", "isbns": ["9784003101056"], "language": "jpn"},
+     [("main", "available")]),
+    (2, {"title": "図書館情報学概論", "authors": [{"name": "根本, 彰"}], "publisher": "勁草書房", "year": 2004,
+         "ndc": "010", "subjects": [{"term": "図書館学", "reading": "トショカンガク"}]},
+     [("main", "on_loan"), ("east", "on_loan")]),
+    (3, {"title": "ヴァイオリン教本", "publisher": "音楽之友社", "year": 2015, "ndc": "763.42"},
+     [("east", "available")]),
+    (4, {"title": "吾輩は猫である", "title_reading": "ワガハイ ワ ネコ デ アル",
+         "authors": [{"name": "夏目, 漱石", "reading": "ナツメ, ソウセキ"}], "publisher": "新潮社", "year": 2003,
+         "ndc": "913.6"}, [("main", "available")]),
+    (5, {"title": "國語の歴史", "year": 1950, "ndc": "810.2"}, []),
+]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> TantivyEngine:
+    e = TantivyEngine(tmp_path / "index")
+    docs = [build(rid, data, holdings, datetime(2026, 1, rid, tzinfo=UTC)) for rid, data, holdings in RECORDS]
+    e.write(docs)
+    return e
+
+
+def ids(engine: TantivyEngine, query: object, **kwargs: object) -> list[int]:
+    return [h.id for h in engine.search(SearchRequest(query=query, **kwargs)).hits]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("それから", 1), ("ソレカラ", 1),                    # hiragana and katakana readings
+    ("わがはいはねこである", 4), ("ネコ", 4),              # reading, particle は read ワ by NDL
+    ("バイオリン", 3), ("ヴァイオリン", 3), ("ばいおりん", 3),  # 表記ゆれ and reading
+    ("国語", 5), ("國語", 5), ("こくご", 5),               # old/new kanji, generated reading
+    ("図書館", 2), ("圖書館", 2), ("情報学", 2),            # partial inside a compound
+    ("漱石", 1), ("なつめ", 1),                          # author by name and by reading
+])
+def test_finds_the_record(engine: TantivyEngine, text: str, expected: int) -> None:
+    assert expected in ids(engine, parse_keywords(text)), text
+
+
+def test_and_or_not(engine: TantivyEngine) -> None:
+    assert ids(engine, parse_keywords("夏目 猫")) == [4]
+    assert sorted(ids(engine, parse_keywords("それから OR 猫"))) == [1, 4]
+    assert ids(engine, parse_keywords("漱石 -猫")) == [1]
+
+
+def test_fielded_and_exact_and_prefix(engine: TantivyEngine) -> None:
+    assert ids(engine, Text("author", "夏目")) != [] and 2 not in ids(engine, Text("author", "夏目"))
+    assert ids(engine, Text("title", "夏目")) == []
+    assert ids(engine, Text("title", "それから", "exact")) == [1]
+    assert ids(engine, Text("title", "それ", "exact")) == []
+    assert ids(engine, Text("title", "吾輩", "prefix")) == [4]
+    assert ids(engine, Text("title", "わがは", "prefix")) == [4]
+    assert ids(engine, Text("subject", "としょかんがく")) == [2]
+
+
+def test_filters_isbn_ndc_year_branch_availability(engine: TantivyEngine) -> None:
+    assert ids(engine, Keyword("isbn", "9784003101056")) == [1]
+    assert sorted(ids(engine, Keyword("ndc", "913", prefix=True))) == [1, 4]
+    assert sorted(ids(engine, None, filters=(Range("year", 2000, 2010),))) == [2, 4]
+    assert sorted(ids(engine, None, filters=(Keyword("branch", "east"),))) == [2, 3]
+    assert sorted(ids(engine, None, filters=(Keyword("available", "true"),))) == [1, 3, 4]
+    assert ids(engine, Bool(must_not=(Keyword("ndc_class", "9"),)), sort="oldest") == [5, 2, 3]
+
+
+def test_facets_count_matching_records(engine: TantivyEngine) -> None:
+    result = engine.search(SearchRequest(query=parse_keywords("夏目"), facets=("branch", "ndc_class", "available")))
+    assert result.total == 2
+    assert dict(result.facets["branch"]) == {"main": 2}
+    assert dict(result.facets["ndc_class"]) == {"9": 2}
+    assert dict(result.facets["available"]) == {"true": 2}
+
+
+def test_sorting_and_paging(engine: TantivyEngine) -> None:
+    assert ids(engine, None, sort="newest") == [3, 2, 4, 1, 5]
+    assert ids(engine, None, sort="oldest", size=2, page=2) == [4, 2]
+    assert ids(engine, None) == [5, 4, 3, 2, 1]  # no query: newest arrivals first
+    titles = ids(engine, None, sort="title")
+    assert titles.index(1) < titles.index(4)  # ソレカラ before ワガハイ
+    assert ids(engine, None, page=100) == []
+    with pytest.raises(QueryError):
+        engine.search(SearchRequest(page=1000, size=100))
+
+
+def test_replacing_and_deleting(engine: TantivyEngine) -> None:
+    engine.write([build(1, {"title": "門", "year": 1990}, [], datetime(2026, 2, 1, tzinfo=UTC))])
+    assert ids(engine, parse_keywords("それから")) == []
+    assert ids(engine, parse_keywords("門")) == [1]
+    engine.write([], deleted=[1])
+    assert ids(engine, parse_keywords("門")) == []
+    assert engine.search(SearchRequest()).total == 4
+
+
+def test_new_generation_switches_atomically(engine: TantivyEngine) -> None:
+    gen = engine.new_generation()
+    engine.write([build(9, {"title": "こころ"}, [], datetime(2026, 3, 1, tzinfo=UTC))], generation=gen)
+    assert ids(engine, parse_keywords("こころ")) == []  # still answering from the old one
+    engine.switch_to(gen)
+    assert ids(engine, parse_keywords("こころ")) == [9]
+    assert not engine.needs_rebuild()
+
+
+def test_hostile_queries_do_not_crash(engine: TantivyEngine) -> None:
+    for text in ["*", "(", ")", "\\", "AND", "~~~", "a:b", "title:x", "'", "🙂", "。。。", "図" * 10_000]:
+        engine.search(SearchRequest(query=parse_keywords(text)))
