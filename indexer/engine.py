@@ -1,12 +1,11 @@
 """The search-engine boundary. Two implementations: tantivy (embedded default) and OpenSearch.
 
-The catalogue issue fills in indexing and querying; the foundation needs to know where the index
-lives and whether the engine answers (for /readyz and `shoka doctor`).
+Both compile Shoka's own query model (indexer/query.py) over the same pre-analysed tokens
+(indexer/document.py). The OpenSearch implementation so far only answers ping().
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Protocol
 
 from api.config import Settings
@@ -22,28 +21,6 @@ class SearchEngine(Protocol):
     def ping(self) -> str:
         """Raise SearchUnavailable, or return a short description of the engine's state."""
         ...
-
-
-class TantivyEngine:
-    name = "tantivy"
-
-    def __init__(self, index_dir: Path) -> None:
-        self.index_dir = index_dir
-
-    def ping(self) -> str:
-        import tantivy
-
-        try:
-            self.index_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SearchUnavailable(f"index directory {self.index_dir}: {exc.strerror}") from None
-        if not (self.index_dir / "meta.json").exists():
-            return f"empty index at {self.index_dir}"
-        try:
-            tantivy.Index.open(str(self.index_dir))
-        except (ValueError, OSError) as exc:
-            raise SearchUnavailable(f"index at {self.index_dir} cannot be opened: {exc}") from None
-        return f"index at {self.index_dir}"
 
 
 class OpenSearchEngine:
@@ -73,4 +50,6 @@ def _redact(url: str) -> str:
 def engine_for(settings: Settings) -> SearchEngine:
     if settings.opensearch_url:
         return OpenSearchEngine(settings.opensearch_url)
+    from indexer.tantivy_engine import TantivyEngine
+
     return TantivyEngine(settings.index_dir)

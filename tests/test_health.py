@@ -34,9 +34,10 @@ def test_readyz_reports_a_broken_search_index(seeded: psycopg.Connection, settin
                                               redis_url: str, tmp_path) -> None:
     from opac.app import create_opac_app
 
-    index = tmp_path / "index"
-    index.mkdir()
-    (index / "meta.json").write_text("{ not json")
+    generation = tmp_path / "index" / "gen-broken"
+    generation.mkdir(parents=True)
+    (generation / "meta.json").write_text("{ not json")
+    (tmp_path / "index" / "current").write_text("gen-broken")
     broken = replace(settings, data_dir=tmp_path)
     app = create_opac_app(broken, db_url, redis_url)
     with TestClient(app) as client:
