@@ -20,6 +20,27 @@ def purge_audit_log() -> int:
     return removed
 
 
+def apply_search_outbox() -> int:
+    """Apply committed record and item changes to the search engine (runs every second)."""
+    from indexer.engine import engine_for
+    from indexer.sync import apply_outbox
+
+    settings = load_settings()
+    engine = engine_for(settings)
+    applied = 0
+    with db.connect(database_url(settings)) as conn:
+        while n := apply_outbox(conn, engine):
+            applied += n
+    return applied
+
+
+def prune_search_outbox() -> int:
+    from indexer.sync import prune_outbox
+
+    with db.connect(database_url(load_settings())) as conn:
+        return prune_outbox(conn)
+
+
 def verify_audit_log() -> str:
     """Nightly chain check, so tampering is noticed even if nobody runs `shoka audit verify`."""
     with db.connect(database_url(load_settings())) as conn:

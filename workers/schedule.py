@@ -8,13 +8,16 @@ from rq.cron import CronScheduler
 
 from workers import jobs
 
-QUEUES = ("default",)
+QUEUES = ("search", "default")  # the worker takes search updates first
 
 # Cron expressions are evaluated in UTC: 18:00 UTC is 03:00 in Japan, when libraries are closed.
 SCHEDULE = (
     (jobs.purge_audit_log, "0 18 * * *"),
     (jobs.verify_audit_log, "30 18 * * *"),
+    (jobs.prune_search_outbox, "15 18 * * *"),
 )
+# Every second: a change is searchable within about two seconds of its commit.
+INTERVALS = ((jobs.apply_search_outbox, 1),)
 
 
 def run_worker(redis_url: str) -> None:
@@ -27,6 +30,8 @@ def build_scheduler(redis_url: str) -> CronScheduler:
     scheduler = CronScheduler(connection=redis.Redis.from_url(redis_url), name="shoka")
     for func, cron in SCHEDULE:
         scheduler.register(func, queue_name="default", cron=cron, job_timeout=3600)
+    for func, seconds in INTERVALS:
+        scheduler.register(func, queue_name="search", interval=seconds, job_timeout=600, result_ttl=0, ttl=30)
     return scheduler
 
 

@@ -88,11 +88,15 @@ def upgrade() -> None:
 
     -- Transactional outbox: written in the same transaction as a change to a record or item,
     -- applied to the search engine by a worker (so the index never misses a committed change).
+    -- Applied rows are kept for a day so a full rebuild can replay what changed while it ran.
     CREATE TABLE search_outbox (
         id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         record_id  bigint NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now()
+        created_at timestamptz NOT NULL DEFAULT now(),
+        applied_at timestamptz
     );
+    CREATE INDEX search_outbox_pending ON search_outbox (id) WHERE applied_at IS NULL;
+    CREATE INDEX search_outbox_created ON search_outbox (created_at);
 
     -- What the OPAC may see of items: no price, notes or internal dates. A view runs with its
     -- owner's rights, so the OPAC reads it without any right on the item table itself.
