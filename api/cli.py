@@ -10,10 +10,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from api.config import ConfigError, Settings, load_settings
 from api.errors import ShokaError
 from api.runtime.datadir import DataDirError
+from api.runtime.services import database_available
 
 
 def _print(msg: str) -> None:
@@ -68,7 +70,6 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from api import migrate
     from api.runtime.postgres import OPAC_ROLE
-    from api.runtime.services import database_available
 
     with database_available(settings, current_schema=False) as url:
         before, after = migrate.upgrade(url)
@@ -81,10 +82,10 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from api import demo
-    from api.runtime.services import database_available
 
     with database_available(settings) as url:
         _print(demo.load(url))
+        _print(demo.load_catalogue(settings, url))
     return 0
 
 
@@ -103,7 +104,6 @@ def cmd_staff(settings: Settings, args: argparse.Namespace) -> int:
     from api import db
     from api.audit import Actor
     from api.auth import service
-    from api.runtime.services import database_available
 
     with database_available(settings) as url, db.connect(url) as conn:
         actor = Actor.cli()
@@ -138,7 +138,6 @@ def cmd_staff(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     from api import db
     from api.audit import service
-    from api.runtime.services import database_available
 
     with database_available(settings) as url, db.connect(url) as conn:
         if args.audit_cmd == "verify":
@@ -151,6 +150,73 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
         else:
             removed = service.purge_expired(conn)
             _print(f"Removed {removed} audit log row(s) older than {service.RETENTION_YEARS} years.")
+    return 0
+
+
+# -- catalogue -----------------------------------------------------------------------------------
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Import records; print each rejected record's position and reason; exit 1 if any were rejected."""
+    from api import db
+    from api.audit import Actor
+    from api.catalog.importer import ImportReport, run_import
+
+    files = [Path(f) for f in args.files]
+    for f in files:
+        if not f.is_file():
+            raise ShokaError("file_not_found", f"ファイル「{f}」がありません。", f"No such file: {f}")
+    if args.kind == "marc":
+        from api.catalog.marc_import import ProfileError, load_profile, read_marc
+
+        try:
+            load_profile(args.profile)
+        except ProfileError as exc:
+            raise ShokaError("unknown_profile", f"プロファイルを読み込めません: {exc}", str(exc)) from None
+
+        def items(f: Path) -> Any:
+            return read_marc(f, args.profile, marcxml=args.marcxml)
+    else:
+        from api.catalog.aozora import read_aozora
+
+        def items(f: Path) -> Any:
+            return read_aozora(f)
+
+    def progress(r: ImportReport) -> None:
+        print(f"  {r.read} records ({r.rate:.0f}/s)", end="\r", flush=True)
+
+    rejected = 0
+    with database_available(settings) as url, db.connect(url) as conn:
+        for f in files:
+            try:
+                report = run_import(conn, Actor.cli(), items(f), origin=f.name, progress=progress,
+                                    unit="record" if args.kind == "marc" else "line")
+            except ValueError as exc:  # a CSV whose header lacks required columns: nothing was read
+                _print(f"{f}: not imported: {exc}")
+                rejected += 1
+                continue
+            _print(f"\r{f}: {report.read} read, {report.added} added, {report.updated} updated, "
+                   f"{len(report.rejected)} rejected, {report.readings_generated} readings generated "
+                   f"({report.seconds:.1f} s, {report.rate:.0f} records/s)")
+            if report.read == 0 and not report.rejected:
+                _print(f"  {f} contains no records.")
+            for position, reason in report.rejected:
+                _print(f"  rejected at {position}: {reason}")
+            rejected += len(report.rejected)
+    _print("The search index is updated by the worker within seconds while `shoka serve` runs; "
+           "otherwise run `shoka reindex`.")
+    return 1 if rejected else 0
+
+
+def cmd_reindex(settings: Settings, args: argparse.Namespace) -> int:
+    """Rebuild the whole index in a new generation; searches use the old one until it is done."""
+    from api import db
+    from indexer.engine import engine_for
+    from indexer.sync import rebuild
+
+    engine = engine_for(settings)
+    with database_available(settings) as url, db.connect(url) as conn:
+        count = rebuild(conn, engine, progress=lambda n: print(f"  {n} records", end="\r", flush=True))
+    _print(f"\rReindexed {count} records; searches now use the new index.")
     return 0
 
 
@@ -193,13 +259,23 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--dry-run", action="store_true")
     audit = sub.add_parser("audit", help="audit log (操作ログ)")
     audit.add_argument("audit_cmd", choices=["verify", "purge"])
+    imp = sub.add_parser("import", help="import bibliographic records (MARC, MARCXML, Aozora Bunko CSV)")
+    isub = imp.add_subparsers(dest="kind", required=True, metavar="KIND")
+    marc = isub.add_parser("marc", help="ISO 2709 or MARCXML files")
+    marc.add_argument("files", nargs="+")
+    marc.add_argument("--profile", default="ndl-marc21",
+                      help="mapping profile: ndl-marc21, jpmarc-unimarc, marc21, trc-t or your own")
+    marc.add_argument("--marcxml", action="store_true", help="the files are MARCXML")
+    aozora = isub.add_parser("aozora", help="Aozora Bunko index CSV (extended or older list format)")
+    aozora.add_argument("files", nargs="+")
+    sub.add_parser("reindex", help="rebuild the search index (search keeps answering meanwhile)")
     sub.add_parser("doctor", help="report what runs, where the data is and what is misconfigured")
     return p
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve, "run": cmd_run, "migrate": cmd_migrate, "demo": cmd_demo, "staff": cmd_staff,
-    "audit": cmd_audit, "doctor": cmd_doctor,
+    "audit": cmd_audit, "doctor": cmd_doctor, "import": cmd_import, "reindex": cmd_reindex,
 }
 
 

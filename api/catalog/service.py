@@ -1,0 +1,129 @@
+"""Saving bibliographic records (書誌) in batches, and reading a record with its holdings.
+
+A batch is one transaction: existing records are found with two queries (by source + control
+number, then by ISBN), updated with one UPDATE ... FROM unnest(...), new ones inserted with one
+INSERT ... SELECT unnest(...), and every touched record gets a search-outbox row. No query runs per
+record, which is what lets an import reach thousands of records a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from api.audit import Actor, record
+from api.catalog.bib import BibRecord
+from api.errors import not_found
+
+
+@dataclass
+class SaveResult:
+    added: int = 0
+    updated: int = 0
+
+
+def _resolve_ids(conn: Connection[DictRow], records: Sequence[BibRecord]) -> list[int | None]:
+    """The existing record id for each incoming record: same source and control number first,
+    then any shared ISBN; None for a new record; -1 - j for a repeat of new record j in this batch."""
+    sources = [r.source for r in records]
+    numbers = [r.control_number for r in records]
+    by_key = {(row["source"], row["control_number"]): row["id"] for row in conn.execute(
+        "SELECT b.id, b.source, b.control_number FROM bib_record b "
+        "JOIN unnest(%s::text[], %s::text[]) AS k(source, control_number) USING (source, control_number)",
+        (sources, numbers)).fetchall()}
+    ids: list[int | None] = [by_key.get((r.source, r.control_number)) for r in records]
+    wanted = sorted({isbn for r, found in zip(records, ids, strict=True) if found is None for isbn in r.isbns})
+    if wanted:
+        by_isbn: dict[str, int] = {}
+        for row in conn.execute("SELECT id, isbns FROM bib_record WHERE isbns && %s::text[] ORDER BY id",
+                                (wanted,)).fetchall():
+            for isbn in row["isbns"]:
+                by_isbn.setdefault(isbn, row["id"])
+        for i, r in enumerate(records):
+            if ids[i] is None:
+                ids[i] = next((by_isbn[isbn] for isbn in r.isbns if isbn in by_isbn), None)
+    first: dict[tuple[str, str], int] = {}
+    for i, r in enumerate(records):
+        key = (r.source, r.control_number)
+        if key in first:  # the same record twice in one batch: the later copy updates the earlier
+            j = first[key]
+            ids[i] = ids[j] if ids[j] is not None else -1 - j
+        else:
+            first[key] = i
+    return ids
+
+
+def _columns(r: BibRecord) -> tuple[Any, ...]:
+    # ISBNs travel space-joined: PostgreSQL arrays cannot be ragged.
+    return (r.title, r.title_reading, r.material_type, r.year, r.ndc, " ".join(r.isbns), Jsonb(r.to_json()),
+            r.raw_format, r.raw)
+
+
+_COLUMN_TYPES = "%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::jsonb[], %s::text[], " \
+                "%s::bytea[]"
+_COLUMN_NAMES = "title, title_reading, material_type, pub_year, ndc, isbns, data, raw_format, raw"
+
+
+def save_records(conn: Connection[DictRow], actor: Actor, records: Sequence[BibRecord], *,
+                 origin: str = "") -> SaveResult:
+    """Insert or update a batch of records in one transaction, with outbox rows and one audit row."""
+    result = SaveResult()
+    if not records:
+        return result
+    with conn.transaction():
+        ids = _resolve_ids(conn, records)
+        new_idx = [i for i, found in enumerate(ids) if found is None]
+        if new_idx:
+            cols = [list(c) for c in zip(*(_columns(records[i]) for i in new_idx), strict=True)]
+            keys = [[records[i].source for i in new_idx], [records[i].control_number for i in new_idx]]
+            inserted = conn.execute(
+                f"""INSERT INTO bib_record (source, control_number, {_COLUMN_NAMES})
+                    SELECT u.source, u.control_number, u.title, u.title_reading, u.material_type, u.pub_year, u.ndc,
+                           coalesce(string_to_array(nullif(u.isbns, ''), ' '), '{{}}'), u.data, u.raw_format, u.raw
+                    FROM unnest(%s::text[], %s::text[], {_COLUMN_TYPES})
+                         AS u(source, control_number, {_COLUMN_NAMES})
+                    RETURNING id, source, control_number""", [*keys, *cols]).fetchall()
+            by_key = {(row["source"], row["control_number"]): row["id"] for row in inserted}
+            for i in new_idx:
+                ids[i] = by_key[(records[i].source, records[i].control_number)]
+            result.added = len(new_idx)
+        for i, found in enumerate(ids):
+            if found is not None and found < 0:
+                ids[i] = ids[-1 - found]
+        new = set(new_idx)
+        upd_idx = [i for i in range(len(records)) if i not in new]
+        if upd_idx:
+            cols = [list(c) for c in zip(*(_columns(records[i]) for i in upd_idx), strict=True)]
+            # Source and control number stay: a record matched by ISBN keeps the key it was found by.
+            conn.execute(
+                f"""UPDATE bib_record b SET title = u.title, title_reading = u.title_reading,
+                           material_type = u.material_type, pub_year = u.pub_year, ndc = u.ndc,
+                           isbns = coalesce(string_to_array(nullif(u.isbns, ''), ' '), '{{}}'), data = u.data,
+                           raw_format = u.raw_format, raw = u.raw, updated_at = now()
+                    FROM (SELECT DISTINCT ON (id) * FROM unnest(%s::bigint[], {_COLUMN_TYPES}) WITH ORDINALITY
+                          AS x(id, {_COLUMN_NAMES}, n)
+                          ORDER BY id, n DESC) AS u
+                    WHERE b.id = u.id""", [[ids[i] for i in upd_idx], *cols])
+            result.updated = len(upd_idx)
+        conn.execute("INSERT INTO search_outbox (record_id) SELECT DISTINCT unnest(%s::bigint[])", (ids,))
+        record(conn, actor, "catalog.import", "import", origin,
+               {"added": result.added, "updated": result.updated})
+    return result
+
+
+def get_record(conn: Connection[DictRow], record_id: int) -> dict[str, Any]:
+    """A record with its holdings per branch, as staff and the public API show it."""
+    row = conn.execute("SELECT id, source, control_number, data, created_at, updated_at FROM bib_record "
+                       "WHERE id = %s", (record_id,)).fetchone()
+    if row is None:
+        raise not_found("record", str(record_id))
+    holdings = conn.execute(
+        "SELECT branch, branch_name, location, call_number, item_type, status, due_date FROM opac_holding "
+        "WHERE record_id = %s ORDER BY branch, call_number", (record_id,)).fetchall()
+    return {"id": row["id"], "source": row["source"], "control_number": row["control_number"], **row["data"],
+            "holdings": [dict(h) for h in holdings]}

@@ -1,0 +1,118 @@
+"""Importing records into PostgreSQL: batches, re-import updates, ISBN matching, raw MARC kept,
+readings filled, outbox and audit rows, and rejected records reported while the rest are saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from pymarc import MARCReader
+
+from api.audit import Actor
+from api.catalog.aozora import read_aozora
+from api.catalog.bib import BibRecord
+from api.catalog.importer import run_import
+from api.catalog.marc_import import read_marc
+from api.catalog.service import save_records
+from api.cli import main as shoka
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+MARC = DATA / "ndl_japan_marc21_sample.mrc"
+ACTOR = Actor("cataloguer", "127.0.0.1")
+pytestmark = pytest.mark.skipif(not MARC.exists(), reason=f"shared data not found at {DATA}")
+
+
+def _count(conn: psycopg.Connection, sql: str) -> int:
+    return int(conn.execute(sql).fetchone()["n"])
+
+
+def test_import_then_reimport_updates_instead_of_duplicating(conn: psycopg.Connection) -> None:
+    first = run_import(conn, ACTOR, read_marc(MARC, "ndl-marc21"), origin=MARC.name)
+    assert (first.read, first.added, first.updated, first.rejected) == (233, 233, 0, [])
+    second = run_import(conn, ACTOR, read_marc(MARC, "ndl-marc21"), origin=MARC.name)
+    assert (second.added, second.updated) == (0, 233)
+    assert _count(conn, "SELECT count(*) AS n FROM bib_record") == 233
+    assert _count(conn, "SELECT count(*) AS n FROM search_outbox") == 466
+    assert _count(conn, "SELECT count(*) AS n FROM audit_log WHERE action = 'catalog.import'") == 2
+
+
+def test_original_marc_is_kept_verbatim_and_readings_are_complete(conn: psycopg.Connection) -> None:
+    run_import(conn, ACTOR, read_marc(MARC, "ndl-marc21"), origin=MARC.name)
+    with MARC.open("rb") as fh:
+        original = next(iter(MARCReader(fh, to_unicode=True, force_utf8=True)))
+    row = conn.execute("SELECT raw, title_reading, data FROM bib_record WHERE control_number = %s",
+                       (original["001"].data,)).fetchone()
+    assert bytes(row["raw"]) == original.as_marc()
+    missing = _count(conn, "SELECT count(*) AS n FROM bib_record WHERE title_reading IS NULL OR title_reading = ''")
+    assert missing == 0
+    generated = conn.execute("SELECT data->'readings_generated' AS g FROM bib_record "
+                             "WHERE jsonb_array_length(data->'readings_generated') > 0 LIMIT 1").fetchone()
+    assert generated is not None  # some NDL records lack a reading for a name or publisher: generated, marked
+
+
+def test_isbn_match_updates_a_record_from_another_source(conn: psycopg.Connection) -> None:
+    run_import(conn, ACTOR, read_marc(MARC, "ndl-marc21"), origin=MARC.name)
+    target = conn.execute("SELECT id, isbns FROM bib_record WHERE isbns <> '{}' ORDER BY id LIMIT 1").fetchone()
+    other = BibRecord(source="TRC", control_number="T0001", title="改題された書名", isbns=[target["isbns"][0]])
+    result = save_records(conn, ACTOR, [other])
+    assert (result.added, result.updated) == (0, 1)
+    assert conn.execute("SELECT title FROM bib_record WHERE id = %s", (target["id"],)).fetchone()["title"] == \
+        "改題された書名"
+
+
+def test_the_same_record_twice_in_one_batch(conn: psycopg.Connection) -> None:
+    a = BibRecord(source="local", control_number="L1", title="初版")
+    b = BibRecord(source="local", control_number="L1", title="改訂版")
+    result = save_records(conn, ACTOR, [a, b])
+    assert result.added == 1
+    assert [r["title"] for r in conn.execute("SELECT title FROM bib_record").fetchall()] == ["改訂版"]
+
+
+def test_bad_records_are_reported_and_the_rest_saved(conn: psycopg.Connection, tmp_path: Path) -> None:
+    raw = MARC.read_bytes()
+    records = raw.split(b"\x1d")[:3]
+    broken = tmp_path / "broken.mrc"
+    broken.write_bytes(records[0] + b"\x1d" + b"99999xxxx garbage" + b"\x1d" + records[1] + b"\x1d" + records[2][:80])
+    report = run_import(conn, ACTOR, read_marc(broken, "ndl-marc21"), origin=broken.name)
+    assert report.added == 2 and len(report.rejected) >= 1
+    position, reason = report.rejected[0]
+    assert position.startswith("record 2") and reason
+    assert _count(conn, "SELECT count(*) AS n FROM bib_record") == 2
+
+
+def test_aozora_old_list_imports_every_work(conn: psycopg.Connection) -> None:
+    path = DATA / "aozora_list_person_all_utf8.csv"
+    report = run_import(conn, ACTOR, read_aozora(path), origin=path.name, unit="line")
+    assert report.rejected == [] and report.added == report.read > 14_000
+    row = conn.execute("SELECT data FROM bib_record WHERE source = 'aozora' AND control_number = '056078'").fetchone()
+    assert "https://www.aozora.gr.jp/cards/001257/card56078.html" in row["data"]["links"]
+    assert row["data"]["title_reading"]  # generated: the old list has no readings
+
+
+def test_cli_import_reports_rejections_and_exit_code(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    assert shoka(["import", "marc", str(MARC)]) == 0
+    assert "233 read, 233 added" in capsys.readouterr().out
+    bad = tmp_path / "bad.mrc"
+    bad.write_bytes(b"this is not MARC at all\x1d")
+    assert shoka(["import", "marc", str(bad)]) == 1
+    assert "rejected at record 1" in capsys.readouterr().out
+    empty = tmp_path / "empty.mrc"
+    empty.write_bytes(b"")
+    assert shoka(["import", "marc", str(empty)]) == 0
+    assert "contains no records" in capsys.readouterr().out
+    assert shoka(["import", "marc", str(MARC), "--profile", "no-such-profile"]) == 1
+    assert "ndl-marc21" in capsys.readouterr().err
+    assert shoka(["import", "marc", str(tmp_path / "missing.mrc")]) == 1
+
+
+def test_cli_refuses_a_csv_with_missing_columns(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    bad = tmp_path / "list.csv"
+    bad.write_text("作品ID,作品名\n000001,吾輩は猫である\n", encoding="utf-8")
+    assert shoka(["import", "aozora", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "not imported" in out and "Traceback" not in out
