@@ -11,6 +11,7 @@ from api import db
 from api.audit.routes import router as audit_api
 from api.auth.routes import router as auth_api
 from api.branches.routes import router as branches_api
+from api.catalog.routes import router as catalog_api
 from api.config import Settings
 from api.errors import ShokaError
 from api.items.routes import router as items_api
@@ -36,6 +37,7 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
     app.state.pool = db.pool(database_url)
     templates = Templates([STAFF_DIR / "templates"], {"library_name": settings.library_name})
     app.state.templates = templates
+    app.state.engine = engine_for(settings)
 
     def to_login(request: Request, exc: ShokaError) -> Response:
         target = "/login?expired=1" if exc.code == "session_expired" else "/login"
@@ -55,6 +57,7 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
     app.include_router(auth_api)
     app.include_router(branches_api)
     app.include_router(items_api)
+    app.include_router(catalog_api)
     app.include_router(audit_api)
     app.include_router(console)
     return app

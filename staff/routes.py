@@ -152,7 +152,6 @@ def home(request: Request, ctx: Console = Depends(signed_in)) -> Response:
 SECTIONS = {
     "circulation": ("circulation", "貸出・返却"),
     "patrons": ("patrons", "利用者"),
-    "catalogue": ("catalogue", "資料"),
     "holds": ("circulation", "予約"),
     "statistics": ("statistics", "統計"),
 }
@@ -357,3 +356,89 @@ def branch_create(request: Request, code: str = Form(""), name: str = Form(""), 
                       error=_error_text(request, exc), form={"code": code, "name": name, "name_en": name_en,
                                                              "kind": kind})
     return RedirectResponse("/admin/branches?msg=created", status_code=303)
+
+
+# -- catalogue (資料) --------------------------------------------------------------------------------
+
+@router.get("/catalogue")
+def catalogue_search(request: Request, ctx: Console = Depends(allowed("catalogue", "view")),
+                     conn: DB = Depends(get_conn)) -> Response:
+    """Search the catalogue, or look up by item barcode, call number or record ID."""
+    from api.catalog import service as catalog
+    from indexer.params import from_params, has_criteria
+    from indexer.query import QueryError
+    from opac.search import search
+
+    params = request.query_params
+    barcode, call_number, record_id = (params.get(k, "").strip() for k in ("barcode", "call_number", "record_id"))
+    hits: list[Any] = []
+    total, error = 0, ""
+    try:
+        if barcode or call_number or record_id:
+            if record_id and not record_id.isdigit():
+                raise invalid("record_id", record_id, "書誌IDは数字です。", "a record ID is a number")
+            ids = catalog.lookup(conn, barcode=barcode, call_number=call_number,
+                                 record_id=int(record_id) if record_id else None)
+            if barcode and len(ids) == 1:
+                return RedirectResponse(f"/catalogue/records/{ids[0]}", status_code=303)
+            hits, total = catalog.staff_summaries(conn, ids), len(ids)
+        elif has_criteria(params):
+            try:
+                outcome = search(conn, request.app.state.engine, from_params(params))
+            except QueryError as exc:
+                raise invalid(exc.param, exc.value, "検索条件を確認してください。", exc.reason) from None
+            hits = catalog.staff_summaries(conn, [h.id for h in outcome.result.hits])
+            total = outcome.result.total
+    except ShokaError as exc:
+        error = _error_text(request, exc)
+    return render(request, "catalogue.html", ctx, status_code=422 if error else 200, params=params, hits=hits,
+                  total=total, error=error)
+
+
+@router.get("/catalogue/records/{record_id}")
+def catalogue_record(record_id: int, request: Request, ctx: Console = Depends(allowed("catalogue", "view")),
+                     conn: DB = Depends(get_conn)) -> Response:
+    from api.catalog import service as catalog
+
+    return render(request, "catalogue_record.html", ctx, entry=catalog.staff_record(conn, record_id),
+                  branches=branches.list_branches(conn, active_only=True), error="")
+
+
+@router.post("/catalogue/records/{record_id}/items")
+def catalogue_add_item(record_id: int, request: Request, barcode: str = Form(""), branch: str = Form(""),
+                       item_type: str = Form("book"), call_number: str = Form(""), price: str = Form(""),
+                       ctx: Console = Depends(allowed("catalogue", "update", post=True)),
+                       conn: DB = Depends(get_conn)) -> Response:
+    """受入: add a copy."""
+    from api.catalog import service as catalog
+    from api.items import service as items
+
+    try:
+        if price and not price.isdigit():
+            raise invalid("price", price, "価格は円単位の整数です。", "a whole number of yen")
+        items.create_item(conn, ctx.actor(request), items.NewItem(
+            record_id, barcode.strip(), branch, item_type, call_number=call_number.strip() or None,
+            price=int(price) if price else None))
+    except ShokaError as exc:
+        return render(request, "catalogue_record.html", ctx, status_code=exc.status,
+                      entry=catalog.staff_record(conn, record_id), branches=branches.list_branches(conn),
+                      error=_error_text(request, exc))
+    return RedirectResponse(f"/catalogue/records/{record_id}?msg=created", status_code=303)
+
+
+@router.post("/catalogue/items/{barcode}/withdraw")
+def catalogue_withdraw(barcode: str, request: Request, reason: str = Form(""),
+                       ctx: Console = Depends(allowed("catalogue", "update", post=True)),
+                       conn: DB = Depends(get_conn)) -> Response:
+    """除籍: withdraw a copy, with a reason."""
+    from api.catalog import service as catalog
+    from api.items import service as items
+
+    record_id = items.get_item(conn, barcode)["record_id"]
+    try:
+        items.withdraw_item(conn, ctx.actor(request), barcode, reason)
+    except ShokaError as exc:
+        return render(request, "catalogue_record.html", ctx, status_code=exc.status,
+                      entry=catalog.staff_record(conn, record_id), branches=branches.list_branches(conn),
+                      error=_error_text(request, exc))
+    return RedirectResponse(f"/catalogue/records/{record_id}?msg=saved", status_code=303)

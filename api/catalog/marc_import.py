@@ -160,12 +160,16 @@ class Profile:
     path: Path
     placeholders: list[str]
     uses_links: bool = field(init=False)
-    plan: list[tuple[str, int, tuple[Source, ...]]] = field(init=False)
+    plan: list[tuple[str, int, tuple[Source, ...], frozenset[str] | None]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.uses_links = any(s.needs_links for sources in self.fields.values() for s in sources)
-        self.plan = [(t, _STRUCTS if t in _STRUCT_TARGETS else _LISTS if t in _LIST_TARGETS else _SCALARS, sources)
-                     for t, sources in self.fields.items()]
+        self.plan = []
+        for target, sources in self.fields.items():
+            kind = _STRUCTS if target in _STRUCT_TARGETS else _LISTS if target in _LIST_TARGETS else _SCALARS
+            # the tags a target reads: when a record has none of them the target is skipped outright
+            tags = None if any(s.tags == ("",) for s in sources) else frozenset(t for s in sources for t in s.tags)
+            self.plan.append((target, kind, sources, tags))
 
     def map_record(self, record: Record, *, raw: bytes | None = None, raw_format: str | None = None) -> BibRecord:
         """Map one pymarc Record. Raises `MappingError` when a required field (source, control
@@ -723,7 +727,10 @@ def _structs(target: str, sources: tuple[Source, ...], view: _View) -> list[Any]
 def _map(profile: Profile, record: Record, raw: bytes | None, raw_format: str) -> BibRecord:
     view = _View(record, profile.linked_tag if profile.uses_links else None)
     values: dict[str, Any] = {}
-    for target, kind, sources in profile.plan:
+    present = view.by_tag.keys()
+    for target, kind, sources, tags in profile.plan:
+        if tags is not None and present.isdisjoint(tags):
+            continue
         if kind == _SCALARS:
             values[target] = _scalar(sources, view)
         elif kind == _LISTS:
@@ -816,14 +823,14 @@ def _frames(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
 
 def _structure_problem(chunk: bytes, complete: bool) -> str | None:
     """Why this is not a well-formed ISO 2709 record, in plain words; None when it is."""
+    if chunk[:1] == b"<" or chunk[:5] == b"\xef\xbb\xbf<?":
+        return "this is XML, not ISO 2709 MARC (read MARCXML with marcxml=True)"
     if not complete:
         declared = chunk[:5].decode("ascii", "replace")
         if declared.isdigit():
             return (f"truncated record: the file ends {len(chunk)} bytes into a record whose leader says it is "
                     f"{int(declared)} bytes long (no record terminator)")
         return f"truncated data at the end of the file: {len(chunk)} bytes with no record terminator"
-    if chunk[:1] == b"<" or chunk[:5] == b"\xef\xbb\xbf<?":
-        return "this is XML, not ISO 2709 MARC (read MARCXML with marcxml=True)"
     if len(chunk) < 26:
         return f"bad leader: the record is only {len(chunk)} bytes, shorter than a 24-byte leader and a directory"
     try:

@@ -116,14 +116,47 @@ def save_records(conn: Connection[DictRow], actor: Actor, records: Sequence[BibR
     return result
 
 
-def get_record(conn: Connection[DictRow], record_id: int) -> dict[str, Any]:
-    """A record with its holdings per branch, as staff and the public API show it."""
-    row = conn.execute("SELECT id, source, control_number, data, created_at, updated_at FROM bib_record "
-                       "WHERE id = %s", (record_id,)).fetchone()
+def lookup(conn: Connection[DictRow], *, barcode: str = "", call_number: str = "",
+           record_id: int | None = None) -> list[int]:
+    """Record ids by exact item barcode, call number (prefix) or record ID, straight from PostgreSQL."""
+    if barcode:
+        rows = conn.execute("SELECT record_id AS id FROM item WHERE barcode = %s", (barcode,)).fetchall()
+    elif call_number:
+        rows = conn.execute("SELECT DISTINCT record_id AS id FROM item WHERE call_number LIKE %s ORDER BY 1 "
+                            "LIMIT 100", (call_number.replace("%", r"\%").replace("_", r"\_") + "%",)).fetchall()
+    else:
+        rows = conn.execute("SELECT id FROM bib_record WHERE id = %s", (record_id,)).fetchall()
+    return [int(r["id"]) for r in rows]
+
+
+def staff_summaries(conn: Connection[DictRow], ids: list[int]) -> list[dict[str, Any]]:
+    """Result rows for staff: the public summary plus item counts."""
+    if not ids:
+        return []
+    rows = conn.execute(
+        """SELECT r.id, r.title, r.title_reading, r.pub_year AS year, r.ndc, r.isbns, r.source, r.control_number,
+                  count(i.id) FILTER (WHERE i.status <> 'withdrawn') AS items,
+                  count(i.id) FILTER (WHERE i.status = 'available') AS available
+           FROM bib_record r LEFT JOIN item i ON i.record_id = r.id
+           WHERE r.id = ANY(%s) GROUP BY r.id""", (ids,)).fetchall()
+    by_id = {r["id"]: dict(r) for r in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def staff_record(conn: Connection[DictRow], record_id: int) -> dict[str, Any]:
+    """A record with every item (including withdrawn ones) as staff see them."""
+    row = conn.execute("SELECT id, source, control_number, data, raw_format, created_at, updated_at "
+                       "FROM bib_record WHERE id = %s", (record_id,)).fetchone()
     if row is None:
         raise not_found("record", str(record_id))
-    holdings = conn.execute(
-        "SELECT branch, branch_name, location, call_number, item_type, status, due_date FROM opac_holding "
-        "WHERE record_id = %s ORDER BY branch, call_number", (record_id,)).fetchall()
-    return {"id": row["id"], "source": row["source"], "control_number": row["control_number"], **row["data"],
-            "holdings": [dict(h) for h in holdings]}
+    items = conn.execute(
+        """SELECT i.barcode, b.code AS branch, l.code AS location, i.call_number, i.item_type, i.status,
+                  i.acquired_on, i.price, i.notes, i.withdrawn_on, i.withdrawal_reason
+           FROM item i JOIN branch b ON b.id = i.branch_id LEFT JOIN location l ON l.id = i.location_id
+           WHERE i.record_id = %s ORDER BY b.code, i.barcode""", (record_id,)).fetchall()
+    return {"id": row["id"], "source": row["source"], "control_number": row["control_number"],
+            "raw_format": row["raw_format"], "created_at": row["created_at"].isoformat(),
+            "updated_at": row["updated_at"].isoformat(), "record": row["data"],
+            "items": [{**dict(i), "acquired_on": i["acquired_on"].isoformat() if i["acquired_on"] else None,
+                       "withdrawn_on": i["withdrawn_on"].isoformat() if i["withdrawn_on"] else None}
+                      for i in items]}
