@@ -4,6 +4,8 @@ a migrated template, so tests never see each other's rows."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -35,8 +37,10 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    data_dir = tmp_path_factory.mktemp("shoka-data")
+def cluster() -> Iterator[Cluster]:
+    # Not under pytest's basetemp: pytest prunes old basetemps, which would pull the data directory
+    # from under a cluster still running in a concurrent session.
+    data_dir = Path(tempfile.mkdtemp(prefix="shoka-test-"))
     pg = EmbeddedPostgres(data_dir)
     pg.ensure_running()
     valkey = EmbeddedValkey(data_dir)
@@ -50,6 +54,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     db.close_all()
     valkey.stop()
     pg.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
