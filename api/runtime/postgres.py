@@ -126,6 +126,10 @@ class EmbeddedPostgres:
 
     def _run(self, exe: str, *args: str, timeout: float = 120) -> str:
         user = self._system_user()
+        if user:
+            # Something may have tightened a parent since we started (pytest resets its temp root to
+            # 0700 at each session start): make sure the postgres account can still reach the cluster.
+            _make_traversable(self.root)
         # Drop root's group too: a 0701 parent owned by group root would otherwise deny traversal.
         result = subprocess.run(
             [str(_bin_dir() / exe), *args],
