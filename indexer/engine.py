@@ -1,14 +1,16 @@
 """The search-engine boundary. Two implementations: tantivy (embedded default) and OpenSearch.
 
 Both compile Shoka's own query model (indexer/query.py) over the same pre-analysed tokens
-(indexer/document.py). The OpenSearch implementation so far only answers ping().
+(indexer/document.py); tests/test_search_conformance.py runs the same cases on both.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from api.config import Settings
+from indexer.query import SearchRequest, SearchResult
 
 
 class SearchUnavailable(Exception):
@@ -22,33 +24,29 @@ class SearchEngine(Protocol):
         """Raise SearchUnavailable, or return a short description of the engine's state."""
         ...
 
+    def write(self, docs: list[dict[str, Any]], deleted: Sequence[int] = (), generation: str | None = None) -> None:
+        """Add or replace documents by id and remove deleted ids, in the current or a given generation."""
+        ...
 
-class OpenSearchEngine:
-    name = "opensearch"
+    def search(self, request: SearchRequest) -> SearchResult: ...
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def new_generation(self) -> str:
+        """Create an empty generation for a rebuild; searches keep using the current one."""
+        ...
 
-    def ping(self) -> str:
-        from opensearchpy import OpenSearch
-        from opensearchpy.exceptions import OpenSearchException
+    def switch_to(self, generation: str) -> None:
+        """Make searches use `generation`, atomically."""
+        ...
 
-        try:
-            info = OpenSearch(self.url, timeout=3, max_retries=0).info()
-        except (OpenSearchException, OSError) as exc:
-            raise SearchUnavailable(f"OpenSearch at {_redact(self.url)} does not answer: {exc}") from None
-        return f"OpenSearch {info.get('version', {}).get('number', '?')}"
-
-
-def _redact(url: str) -> str:
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    def needs_rebuild(self) -> bool:
+        """True when the current generation was built by another analyzer or schema version."""
+        ...
 
 
 def engine_for(settings: Settings) -> SearchEngine:
     if settings.opensearch_url:
+        from indexer.opensearch_engine import OpenSearchEngine
+
         return OpenSearchEngine(settings.opensearch_url)
     from indexer.tantivy_engine import TantivyEngine
 

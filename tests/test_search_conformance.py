@@ -1,10 +1,15 @@
-"""The embedded engine on pre-analysed documents: readings, 表記ゆれ, old kanji, partial matches,
-filters, facets, sorting, paging, replacement and generations."""
+"""Conformance: the same cases on every engine (tantivy always; OpenSearch when OPENSEARCH_URL is
+set): readings, 表記ゆれ, old kanji, partial matches, filters, facets, sorting, paging, replacement
+and generations."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,15 +34,26 @@ RECORDS = [
 ]
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> TantivyEngine:
-    e = TantivyEngine(tmp_path / "index")
+@pytest.fixture(params=["tantivy", "opensearch"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "tantivy":
+        e: Any = TantivyEngine(tmp_path / "index")
+    else:
+        url = os.environ.get("OPENSEARCH_URL") or os.environ.get("SEARCH_URL")
+        if not url:
+            pytest.skip("OPENSEARCH_URL is not set: the OpenSearch conformance run was NOT executed "
+                        "(set OPENSEARCH_URL=http://host:9200 to run it)")
+        from indexer.opensearch_engine import OpenSearchEngine
+
+        e = OpenSearchEngine(url, prefix=f"shoka-test-{uuid.uuid4().hex[:8]}")
     docs = [build(rid, data, holdings, datetime(2026, 1, rid, tzinfo=UTC)) for rid, data, holdings in RECORDS]
     e.write(docs)
-    return e
+    yield e
+    if request.param == "opensearch":
+        e.client.indices.delete(index=f"{e.prefix}-records-*")
 
 
-def ids(engine: TantivyEngine, query: object, **kwargs: object) -> list[int]:
+def ids(engine: Any, query: object, **kwargs: object) -> list[int]:
     return [h.id for h in engine.search(SearchRequest(query=query, **kwargs)).hits]  # type: ignore[arg-type]
 
 
@@ -49,17 +65,17 @@ def ids(engine: TantivyEngine, query: object, **kwargs: object) -> list[int]:
     ("図書館", 2), ("圖書館", 2), ("情報学", 2),            # partial inside a compound
     ("漱石", 1), ("なつめ", 1),                          # author by name and by reading
 ])
-def test_finds_the_record(engine: TantivyEngine, text: str, expected: int) -> None:
+def test_finds_the_record(engine: Any, text: str, expected: int) -> None:
     assert expected in ids(engine, parse_keywords(text)), text
 
 
-def test_and_or_not(engine: TantivyEngine) -> None:
+def test_and_or_not(engine: Any) -> None:
     assert ids(engine, parse_keywords("夏目 猫")) == [4]
     assert sorted(ids(engine, parse_keywords("それから OR 猫"))) == [1, 4]
     assert ids(engine, parse_keywords("漱石 -猫")) == [1]
 
 
-def test_fielded_and_exact_and_prefix(engine: TantivyEngine) -> None:
+def test_fielded_and_exact_and_prefix(engine: Any) -> None:
     assert ids(engine, Text("author", "夏目")) != [] and 2 not in ids(engine, Text("author", "夏目"))
     assert ids(engine, Text("title", "夏目")) == []
     assert ids(engine, Text("title", "それから", "exact")) == [1]
@@ -69,7 +85,7 @@ def test_fielded_and_exact_and_prefix(engine: TantivyEngine) -> None:
     assert ids(engine, Text("subject", "としょかんがく")) == [2]
 
 
-def test_filters_isbn_ndc_year_branch_availability(engine: TantivyEngine) -> None:
+def test_filters_isbn_ndc_year_branch_availability(engine: Any) -> None:
     assert ids(engine, Keyword("isbn", "9784003101056")) == [1]
     assert sorted(ids(engine, Keyword("ndc", "913", prefix=True))) == [1, 4]
     assert sorted(ids(engine, None, filters=(Range("year", 2000, 2010),))) == [2, 4]
@@ -78,7 +94,7 @@ def test_filters_isbn_ndc_year_branch_availability(engine: TantivyEngine) -> Non
     assert ids(engine, Bool(must_not=(Keyword("ndc_class", "9"),)), sort="oldest") == [5, 2, 3]
 
 
-def test_facets_count_matching_records(engine: TantivyEngine) -> None:
+def test_facets_count_matching_records(engine: Any) -> None:
     result = engine.search(SearchRequest(query=parse_keywords("夏目"), facets=("branch", "ndc_class", "available")))
     assert result.total == 2
     assert dict(result.facets["branch"]) == {"main": 2}
@@ -86,7 +102,7 @@ def test_facets_count_matching_records(engine: TantivyEngine) -> None:
     assert dict(result.facets["available"]) == {"true": 2}
 
 
-def test_sorting_and_paging(engine: TantivyEngine) -> None:
+def test_sorting_and_paging(engine: Any) -> None:
     assert ids(engine, None, sort="newest") == [3, 2, 4, 1, 5]
     assert ids(engine, None, sort="oldest", size=2, page=2) == [4, 2]
     assert ids(engine, None) == [5, 4, 3, 2, 1]  # no query: newest arrivals first
@@ -97,7 +113,7 @@ def test_sorting_and_paging(engine: TantivyEngine) -> None:
         engine.search(SearchRequest(page=1000, size=100))
 
 
-def test_replacing_and_deleting(engine: TantivyEngine) -> None:
+def test_replacing_and_deleting(engine: Any) -> None:
     engine.write([build(1, {"title": "門", "year": 1990}, [], datetime(2026, 2, 1, tzinfo=UTC))])
     assert ids(engine, parse_keywords("それから")) == []
     assert ids(engine, parse_keywords("門")) == [1]
@@ -106,7 +122,7 @@ def test_replacing_and_deleting(engine: TantivyEngine) -> None:
     assert engine.search(SearchRequest()).total == 4
 
 
-def test_new_generation_switches_atomically(engine: TantivyEngine) -> None:
+def test_new_generation_switches_atomically(engine: Any) -> None:
     gen = engine.new_generation()
     engine.write([build(9, {"title": "こころ"}, [], datetime(2026, 3, 1, tzinfo=UTC))], generation=gen)
     assert ids(engine, parse_keywords("こころ")) == []  # still answering from the old one
@@ -115,6 +131,6 @@ def test_new_generation_switches_atomically(engine: TantivyEngine) -> None:
     assert not engine.needs_rebuild()
 
 
-def test_hostile_queries_do_not_crash(engine: TantivyEngine) -> None:
+def test_hostile_queries_do_not_crash(engine: Any) -> None:
     for text in ["*", "(", ")", "\\", "AND", "~~~", "a:b", "title:x", "'", "🙂", "。。。", "図" * 10_000]:
         engine.search(SearchRequest(query=parse_keywords(text)))
