@@ -90,3 +90,22 @@ def test_applied_rows_are_pruned_after_a_day(seeded: psycopg.Connection, engine:
     assert prune_outbox(seeded) == 0
     seeded.execute("UPDATE search_outbox SET applied_at = now() - interval '2 days'")
     assert prune_outbox(seeded) == 1
+
+
+def test_worker_job_rebuilds_when_the_analyzer_changed(seeded: psycopg.Connection, db_url: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import jobs
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("SHOKA_DATA_DIR", str(tmp_path))
+    engine = TantivyEngine(tmp_path / "index")
+    rid = _record(seeded, "4", "三四郎")
+    assert jobs.apply_search_outbox() == 1
+    assert _ids(engine, "さんしろう") == [rid]
+    generation = (tmp_path / "index" / "current").read_text()
+    meta = tmp_path / "index" / generation / "shoka.json"
+    meta.write_text(meta.read_text().replace('"analyzer": "', '"analyzer": "old-'))
+    assert engine.needs_rebuild()
+    jobs.apply_search_outbox()
+    assert not engine.needs_rebuild() and (tmp_path / "index" / "current").read_text() != generation
+    assert _ids(TantivyEngine(tmp_path / "index"), "さんしろう") == [rid]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from api import db
 from api.audit import service as audit
@@ -29,9 +30,29 @@ def apply_search_outbox() -> int:
     engine = engine_for(settings)
     applied = 0
     with db.connect(database_url(settings)) as conn:
+        if engine.needs_rebuild():
+            _rebuild_once(conn, engine)
         while n := apply_outbox(conn, engine):
             applied += n
     return applied
+
+
+_REBUILD_LOCK = 0x5A0CA_1DE7
+
+
+def _rebuild_once(conn: Any, engine: Any) -> None:
+    """A new analyzer or schema version (or an empty index after a restore) means a full rebuild.
+    One job does it; the others keep applying changes to the current generation meanwhile."""
+    from indexer.sync import rebuild
+
+    if not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_REBUILD_LOCK,)).fetchone()["ok"]:
+        return
+    try:
+        if engine.needs_rebuild():
+            log.info("search index built by another analyzer version: rebuilding")
+            log.info("search index rebuilt: %d records", rebuild(conn, engine))
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_REBUILD_LOCK,))
 
 
 def prune_search_outbox() -> int:
