@@ -32,7 +32,7 @@ from indexer.query import (
 SCHEMA_VERSION = 1
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language", "title_exact",
                 "title_sort")
-BOOST = {"c": 3.0, "a": 2.0, "r": 2.0, "rb": 1.0, "bg": 1.0}
+BOOST = {"c": 3.0, "a": 2.0, "r": 2.0, "rb": 1.0, "bg": 1.0, "exact": 5.0}
 
 
 def mappings() -> dict[str, Any]:
@@ -97,6 +97,9 @@ def text_in_group(group: str, node: Text) -> dict[str, Any]:
         elif rb:
             options.append({"term": {f"{group}_r": rb[0]}})
         options += [{"term": {f"{group}_r": {"value": t, "boost": BOOST["r"]}}} for t in a.reading.split()]
+    if options and group == "title" and normalized:
+        # A title that is exactly the query ranks above longer titles that contain it.
+        options.append({"term": {"title_exact": {"value": normalized, "boost": BOOST["exact"]}}})
     return _any(options)
 
 

@@ -38,7 +38,7 @@ from indexer.query import (
 
 SCHEMA_VERSION = 1
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language")
-BOOST = {"c": 3.0, "a": 2.0, "r": 2.0, "rb": 1.0, "bg": 1.0}
+BOOST = {"c": 3.0, "a": 2.0, "r": 2.0, "rb": 1.0, "bg": 1.0, "exact": 5.0}
 RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness target: 2 s)
 
 
@@ -262,4 +262,8 @@ class TantivyEngine:
                 options.append((Occur.Should, Query.boost_query(Query.term_query(s, f"{group}_r", token), BOOST["r"])))
         if not options:
             return Query.empty_query()
+        if group == "title" and normalized:
+            # A title that is exactly the query ranks above longer titles that contain it.
+            options.append((Occur.Should, Query.boost_query(Query.term_query(s, "title_exact", normalized),
+                                                            BOOST["exact"])))
         return Query.boolean_query(options)
