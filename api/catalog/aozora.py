@@ -7,9 +7,11 @@ Two formats, told apart by their header:
   has an unquoted header and unquoted dates; other copies quote every field. Both read the same.
 - the older list, list_person_all_utf8.csv (人物ID, 著者名, 作品ID, 作品名, 仮名遣い種別, 翻訳者名等, ...):
   no readings, no roles, no card URL. The card URL is built as
-  https://www.aozora.gr.jp/cards/{人物ID}/card{int(作品ID)}.html. A person is the translator
-  (役割 翻訳者) when their name is listed in 翻訳者名等, the author (著者) otherwise; the card's
-  人物ID is that of the author with the lowest 人物ID (works by several authors list every one).
+  https://www.aozora.gr.jp/cards/{人物ID}/card{int(作品ID)}.html. Roles are inferred: a person is
+  the translator (翻訳者) when their name is listed in 翻訳者名等, the author (著者) otherwise; a
+  person on two rows of one work but listed once there (上田敏, 海潮音) is both. 翻訳者名等 also
+  names editors and the like ("等"), which this format cannot tell apart. The card's 人物ID is the
+  lowest 人物ID among the work's authors (heuristic: a work by several authors lists each one).
 
 UTF-8, with or without a byte-order mark. One row per (work, person, role): the rows of a work are
 merged into one record with a `Name` per person and role. The reader makes two passes over the

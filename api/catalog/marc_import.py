@@ -96,7 +96,7 @@ _VALUE_KEYS = frozenset({"subfields", "indicator", "positions", "const", "linked
 _SELECT_KEYS = frozenset({"tag", "ind1", "ind2", "when", "unless"})
 _STRUCT_SOURCE_KEYS = _SELECT_KEYS | {"item", "per"}
 _PROFILE_KEYS = frozenset({"profile", "description", "format", "encoding", "status", "extends", "linked_tag",
-                           "assumptions", "fields"})
+                           "fields"})
 _FORMATS = ("marc21", "unimarc")
 _ENCODINGS = ("utf-8-leader", "utf-8")
 _TAG_RE = re.compile(r"^(LDR|[0-9A-Za-z]{3})$")
@@ -144,6 +144,7 @@ class Source:
     fns: tuple[Callable[[_Unit], list[str]], ...] = ()                           # compiled `value`
     item_fns: tuple[tuple[str, tuple[Callable[[_Unit], list[str]], ...]], ...] = ()  # compiled `item`
     plain: bool = True   # no indicator/when/unless conditions, no per, no links: the fast path
+    conditional: bool = False  # has indicator/when/unless conditions
 
 
 @dataclass
@@ -362,15 +363,15 @@ def _compile_source(where: str, target: str, spec: Any) -> Source:
         needs = any(v.linked for _, alts in compiled_item for v in alts)
         item_fns = tuple((attr, tuple(_value_fn(v) for v in alts)) for attr, alts in compiled_item)
         return Source(**common, item=tuple(compiled_item), per=str(per) if per else None, needs_links=needs,
-                      item_fns=item_fns, plain=_plain_source(common, per, needs))
+                      item_fns=item_fns, plain=not _conditional(common) and not per and not needs,
+                      conditional=_conditional(common))
     value = _compile_value(where, {k: v for k, v in spec.items() if k in _VALUE_KEYS})
     return Source(**common, value=(value,), needs_links=bool(value.linked), fns=(_value_fn(value),),
-                  plain=_plain_source(common, None, bool(value.linked)))
+                  plain=not _conditional(common) and not value.linked, conditional=_conditional(common))
 
 
-def _plain_source(common: dict[str, Any], per: Any, needs_links: bool) -> bool:
-    return (common["ind1"] is None and common["ind2"] is None and not common["when"] and not common["unless"]
-            and not per and not needs_links)
+def _conditional(common: dict[str, Any]) -> bool:
+    return common["ind1"] is not None or common["ind2"] is not None or bool(common["when"] or common["unless"])
 
 
 def _compile_value(where: str, spec: Any) -> ValueSpec:
@@ -458,6 +459,16 @@ class _Leader:
 _LINK_RE = re.compile(r"^(\d{3})-(\d{2,})")
 
 
+def _six(subfields: list[Subfield]) -> str | None:
+    """The field's $6 (linkage), usually its first subfield."""
+    if subfields and subfields[0][0] == "6":
+        return subfields[0][1]
+    for code, value in subfields:
+        if code == "6":
+            return value
+    return None
+
+
 class _View:
     """A record prepared for mapping: fields by tag, and 880 fields by (linked tag, occurrence)."""
 
@@ -478,14 +489,20 @@ class _View:
         self.missing_links: set[str] = set()
         self.warnings: list[str] = []
         if linked_tag:
+            links = self.links
             for f in by_tag.get(linked_tag, ()):
-                six = next((v for c, v in f.subfields if c == "6"), None)
-                m = _LINK_RE.match(six or "")
-                if not m or not six:
+                six = _six(f.subfields)
+                if not six or six[3:4] != "-":
                     continue
-                parts = six.split("/")
-                script = parts[1] if len(parts) > 1 else ""
-                self.links.setdefault((m.group(1), m.group(2)), {})[script] = f.subfields
+                head, _, script = six.partition("/")
+                key = (head[:3], head[4:])
+                if not key[1].isdigit():
+                    continue
+                script = script.partition("/")[0]
+                if key in links:
+                    links[key][script] = f.subfields
+                else:
+                    links[key] = {script: f.subfields}
 
     def links_of(self, f: Any) -> dict[str, list[Subfield]]:
         key = id(f)
@@ -495,7 +512,7 @@ class _View:
         return found
 
     def _find_links(self, f: Any) -> dict[str, list[Subfield]]:
-        six = next((v for c, v in f.subfields if c == "6"), None)
+        six = _six(f.subfields)
         m = _LINK_RE.match(six or "")
         if not m or not six or int(m.group(2)) == 0:
             return {}
@@ -637,11 +654,16 @@ def _unit_list(source: Source, view: _View) -> list[_Unit]:
     """Every unit the source reads from, in record order of its tags."""
     out: list[_Unit] = []
     by_tag = view.by_tag
+    plain, conditional, simple_links = source.plain, source.conditional, source.needs_links and not source.per
     for tag in source.tags:
         for f in by_tag.get(tag, ()):
-            if source.plain:
+            if plain:
                 out.append((f.subfields, f.data, f.indicators, _NO_LINKS))
-            elif _selected(source, f):
+            elif conditional and not _selected(source, f):
+                continue
+            elif simple_links and not f.control_field:
+                out.append((f.subfields, None, f.indicators, view.links_of(f)))
+            else:
                 out.extend(_units(source, f, view))
     return out
 
@@ -706,6 +728,11 @@ def _structs(target: str, sources: tuple[Source, ...], view: _View) -> list[Any]
             if not parts:
                 continue
             n = len(parts[0][1])
+            if n == 1 and all(len(vals) <= 1 for _, vals in parts):   # the usual case: one item per field
+                obj = cls(**{attr: vals[0] if vals else None for attr, vals in parts})
+                if obj not in out:
+                    out.append(obj)
+                continue
             for i in range(n):
                 kwargs: dict[str, str | None] = {}
                 for attr, vals in parts:
@@ -793,12 +820,20 @@ FIELD_TERMINATOR = 0x1E
 _BLOCK = 1 << 20
 
 
-def _frames(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
+MAX_RECORD = 99_999   # ISO 2709: five digits of record length
+OVERSIZE = "oversize"
+
+
+def _frames(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool | str]]:
     """(offset, bytes, complete) for each record: bytes up to and including the record terminator.
     Whitespace between records (line breaks some tools add) is skipped; the last frame of a file
-    that does not end with a terminator comes out with complete=False."""
+    that does not end with a terminator comes out with complete=False. More than 99,999 bytes
+    without a terminator cannot be a record: the first 99,999 come out as one frame with
+    complete='oversize' and the rest, up to the next terminator, is skipped, so a non-MARC file
+    costs one rejection and bounded memory."""
     buf = bytearray()
     base = 0
+    skipping = False
     while True:
         block = stream.read(_BLOCK)
         if not block:
@@ -809,22 +844,35 @@ def _frames(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
             end = buf.find(RECORD_TERMINATOR, start)
             if end < 0:
                 break
-            chunk = bytes(buf[start:end + 1])
-            stripped = chunk.lstrip(b"\r\n\t \x00")
-            yield base + start + len(chunk) - len(stripped), stripped, True
+            if skipping:
+                skipping = False
+            elif end + 1 - start > MAX_RECORD + 64:   # (some slack for line breaks between records)
+                yield base + start, bytes(buf[start:start + MAX_RECORD]), OVERSIZE
+            else:
+                chunk = bytes(buf[start:end + 1])
+                stripped = chunk.lstrip(b"\r\n\t \x00")
+                yield base + start + len(chunk) - len(stripped), stripped, True
             start = end + 1
+        if len(buf) - start > MAX_RECORD:
+            if not skipping:
+                yield base + start, bytes(buf[start:start + MAX_RECORD]), OVERSIZE
+                skipping = True
+            start = len(buf)
         del buf[:start]
         base += start
     rest = bytes(buf)
     stripped = rest.lstrip(b"\r\n\t \x00\x1a")
-    if stripped.strip(b"\r\n\t \x00\x1a"):
+    if stripped.strip(b"\r\n\t \x00\x1a") and not skipping:
         yield base + len(rest) - len(stripped), stripped, False
 
 
-def _structure_problem(chunk: bytes, complete: bool) -> str | None:
+def _structure_problem(chunk: bytes, complete: bool | str) -> str | None:
     """Why this is not a well-formed ISO 2709 record, in plain words; None when it is."""
     if chunk[:1] == b"<" or chunk[:5] == b"\xef\xbb\xbf<?":
         return "this is XML, not ISO 2709 MARC (read MARCXML with marcxml=True)"
+    if complete == OVERSIZE:
+        return (f"no record terminator within {MAX_RECORD:,} bytes (the longest a MARC record can be): this is "
+                "not MARC data, or the file is damaged; skipped to the next record terminator")
     if not complete:
         declared = chunk[:5].decode("ascii", "replace")
         if declared.isdigit():
