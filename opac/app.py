@@ -25,7 +25,7 @@ from api.web import (
 )
 from indexer.engine import engine_for
 from indexer.params import from_params, has_criteria
-from indexer.query import MAX_RESULT_WINDOW, QueryError
+from indexer.query import MAX_RESULT_WINDOW, QueryError, SearchRequest
 from opac import search as search_module
 
 OPAC_DIR = Path(__file__).resolve().parent
@@ -80,6 +80,14 @@ def create_opac_app(settings: Settings, opac_database_url: str, redis_url: str) 
         return templates.render(request, "search.html", {
             "outcome": outcome, "params": params, "error": "", "query_string": urlencode(kept),
             "pages": max(1, -(-min(outcome.result.total, MAX_RESULT_WINDOW) // outcome.request.size))})
+
+    @app.get("/new", include_in_schema=False)
+    def new_arrivals(request: Request, conn: DB = Depends(get_conn)) -> Response:
+        """新着: the most recently added records, newest first."""
+        outcome = search_module.search(conn, engine, SearchRequest(facets=("material_type", "ndc_class"), size=50))
+        return templates.render(request, "search.html", {
+            "outcome": outcome, "params": request.query_params, "error": "", "query_string": "", "pages": 1,
+            "heading": "新着資料"})
 
     @app.get("/records/{record_id}", include_in_schema=False)
     def record_html(record_id: int, request: Request, conn: DB = Depends(get_conn)) -> Response:

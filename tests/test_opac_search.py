@@ -110,3 +110,18 @@ def test_record_page_and_api_show_live_holdings(opac: tuple[TestClient, dict[str
                                    "call_number": "913.6/ナ", "status": "on_loan", "due_date": None}]
     assert client.get("/api/v1/records/999999").status_code == 404
     assert client.get("/records/999999").status_code == 404
+
+
+def test_new_arrivals_lists_the_newest_records_first(opac: tuple[TestClient, dict[str, int]],
+                                                     seeded: psycopg.Connection, tmp_path: Path) -> None:
+    client, ids = opac
+    newest = ids["圖書館の歴史"]
+    seeded.execute("UPDATE bib_record SET created_at = now() + interval '1 day' WHERE id = %s", (newest,))
+    seeded.execute("INSERT INTO search_outbox (record_id) VALUES (%s)", (newest,))
+    apply_outbox(seeded, TantivyEngine(tmp_path / "index"))
+    page = client.get("/new")
+    assert page.status_code == 200 and "新着資料" in page.text
+    first = page.text.split('<ol class="hits"', 1)[1].split("</li>", 1)[0]
+    assert f'href="/records/{newest}"' in first
+    assert "New arrivals" in client.get("/new?lang=en").text
+    assert 'href="/new"' in client.get("/").text
