@@ -99,3 +99,40 @@ def test_opac_sees_holdings_but_not_item_internals(seeded: psycopg.Connection, o
         assert "price" not in columns and "notes" not in columns and "barcode" not in columns
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             opac.execute("SELECT price FROM item")
+
+
+def test_locations_are_data_per_branch(staff_client: TestClient, seeded: psycopg.Connection) -> None:
+    admin = token_for(staff_client, "admin")
+    r = staff_client.post("/api/v1/branches/east/locations", headers=admin,
+                          json={"code": "kids", "name": "児童書架", "name_en": "Children's shelves"})
+    assert r.status_code == 201
+    assert staff_client.get("/api/v1/branches/east/locations", headers=admin).json() == [
+        {"code": "kids", "name": "児童書架", "name_en": "Children's shelves"}]
+    dup = staff_client.post("/api/v1/branches/east/locations", headers=admin, json={"code": "kids", "name": "x"})
+    assert dup.status_code == 409
+    bad = staff_client.post("/api/v1/branches/east/locations", headers=admin, json={"code": "Kids!", "name": "x"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "code"
+    assert staff_client.post("/api/v1/branches/nowhere/locations", headers=admin,
+                             json={"code": "a", "name": "x"}).status_code == 404
+
+
+def test_record_edit_updates_columns_readings_outbox_and_audit(staff_client: TestClient, seeded: psycopg.Connection,
+                                                                record_id: int) -> None:
+    admin = token_for(staff_client, "admin")
+    r = staff_client.patch(f"/api/v1/catalog/records/{record_id}", headers=admin,
+                           json={"title": "門", "year": 1911, "ndc": "913.6", "isbns": ["4-00-310105-7"]})
+    assert r.status_code == 200, r.text
+    row = seeded.execute("SELECT title, title_reading, pub_year, ndc, isbns, data FROM bib_record WHERE id = %s",
+                         (record_id,)).fetchone()
+    assert (row["title"], row["pub_year"], row["ndc"], row["isbns"]) == ("門", 1911, "913.6", ["9784003101056"])
+    assert row["title_reading"] and "title" in row["data"]["readings_generated"] and row["data"]["edited_locally"]
+    assert _outbox(seeded, record_id) == 1
+    audit = seeded.execute("SELECT details FROM audit_log WHERE action = 'catalog.record_update'").fetchone()
+    assert audit["details"]["before"]["title"] == "それから" and audit["details"]["after"]["title"] == "門"
+    for body, field in [({"title": " "}, "title"), ({"year": 20000}, "year"), ({"ndc": "novel"}, "ndc"),
+                        ({"isbns": ["123"]}, "isbns")]:
+        bad = staff_client.patch(f"/api/v1/catalog/records/{record_id}", headers=admin, json=body)
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == field
+    counter = token_for(staff_client, "counter")
+    assert staff_client.patch(f"/api/v1/catalog/records/{record_id}", headers=counter,
+                              json={"title": "x"}).status_code == 403

@@ -47,3 +47,22 @@ def update_branch(code: str, body: BranchPatch, request: Request, conn: DB = Dep
                   principal: Principal = Depends(api_permission("system", "update"))) -> dict[str, str]:
     service.update_branch(conn, actor_for(principal, request), code, **body.model_dump(exclude_none=True))
     return {"code": code}
+
+
+class LocationIn(BaseModel):
+    code: str
+    name: str
+    name_en: str | None = None
+
+
+@router.get("/{code}/locations")
+def list_locations(code: str, conn: DB = Depends(get_conn),
+                   _: Principal = Depends(api_principal)) -> list[dict[str, Any]]:
+    return [dict(r) for r in service.list_locations(conn, code)]
+
+
+@router.post("/{code}/locations", status_code=201)
+def create_location(code: str, body: LocationIn, request: Request, conn: DB = Depends(get_conn),
+                    principal: Principal = Depends(api_permission("system", "update"))) -> dict[str, str]:
+    service.create_location(conn, actor_for(principal, request), code, body.code, body.name, body.name_en)
+    return {"branch": code, "code": body.code}

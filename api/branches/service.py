@@ -62,3 +62,28 @@ def update_branch(conn: Connection[DictRow], actor: Actor, code: str, *, name: s
 def library_name(conn: Connection[DictRow], default: str) -> str:
     row = conn.execute("SELECT value FROM library_setting WHERE key = 'library_name'").fetchone()
     return str(row["value"]) if row else default
+
+
+def list_locations(conn: Connection[DictRow], branch: str) -> list[DictRow]:
+    return conn.execute("SELECT l.code, l.name, l.name_en FROM location l JOIN branch b ON b.id = l.branch_id "
+                        "WHERE b.code = %s ORDER BY l.code", (branch,)).fetchall()
+
+
+def create_location(conn: Connection[DictRow], actor: Actor, branch: str, code: str, name: str,
+                    name_en: str | None = None) -> None:
+    """配架場所: a shelf location of a branch (一般書架, 児童書架, 書庫 ...)."""
+    if not CODE_RE.match(code or ""):
+        raise invalid("code", code, "英小文字・数字・_・- で32文字以内にしてください。",
+                      "use lower-case letters, digits, '_' or '-', at most 32 characters")
+    if not (name or "").strip():
+        raise invalid("name", name, "名前を入力してください。", "a name is required")
+    with conn.transaction():
+        row = conn.execute("SELECT id FROM branch WHERE code = %s", (branch,)).fetchone()
+        if row is None:
+            raise not_found("branch", branch)
+        if conn.execute("SELECT 1 FROM location WHERE branch_id = %s AND code = %s", (row["id"], code)).fetchone():
+            raise ShokaError("location_exists", f"配架場所「{code}」は既にあります。", f"Location {code!r} exists.",
+                             status=409, field="code")
+        conn.execute("INSERT INTO location (branch_id, code, name, name_en) VALUES (%s, %s, %s, %s)",
+                     (row["id"], code, name.strip(), name_en))
+        record(conn, actor, "location.create", "location", f"{branch}/{code}", {"name": name.strip()})

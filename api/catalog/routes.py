@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 
 from api.auth.permissions import Principal
 from api.catalog import service
-from api.deps import DB, api_permission, get_conn
+from api.deps import DB, actor_for, api_permission, get_conn
 from api.errors import invalid
 from indexer.params import from_params
 from indexer.query import QueryError
@@ -40,6 +41,26 @@ def staff_search(request: Request, barcode: str = "", call_number: str = "", rec
             "retried": outcome.retried or None,
             "hits": service.staff_summaries(conn, [h.id for h in outcome.result.hits]),
             "facets": {k: [{"value": v, "count": c} for v, c in b] for k, b in outcome.result.facets.items()}}
+
+
+class RecordPatch(BaseModel):
+    title: str | None = None
+    title_reading: str | None = None
+    subtitle: str | None = None
+    responsibility: str | None = None
+    publisher: str | None = None
+    publisher_reading: str | None = None
+    year: int | None = None
+    ndc: str | None = None
+    isbns: list[str] | None = None
+    notes: list[str] | None = None
+
+
+@router.patch("/records/{record_id}")
+def edit_record(record_id: int, body: RecordPatch, request: Request, conn: DB = Depends(get_conn),
+                principal: Principal = Depends(api_permission("catalogue", "update"))) -> dict[str, Any]:
+    service.update_record(conn, actor_for(principal, request), record_id, body.model_dump(exclude_unset=True))
+    return service.staff_record(conn, record_id)
 
 
 @router.get("/records/{record_id}")

@@ -8,6 +8,7 @@ record, which is what lets an import reach thousands of records a second.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from api.audit import Actor, record
 from api.catalog.bib import BibRecord
-from api.errors import not_found
+from api.errors import invalid, not_found
 
 
 @dataclass
@@ -160,3 +161,57 @@ def staff_record(conn: Connection[DictRow], record_id: int) -> dict[str, Any]:
             "items": [{**dict(i), "acquired_on": i["acquired_on"].isoformat() if i["acquired_on"] else None,
                        "withdrawn_on": i["withdrawn_on"].isoformat() if i["withdrawn_on"] else None}
                       for i in items]}
+
+
+EDITABLE_FIELDS = ("title", "title_reading", "subtitle", "responsibility", "publisher", "publisher_reading",
+                   "year", "ndc", "isbns", "notes")
+
+
+def update_record(conn: Connection[DictRow], actor: Actor, record_id: int, changes: dict[str, Any]) -> None:
+    """Edit a record's description by hand. The record is marked as edited locally; its readings are
+    regenerated where a text changes without one, and the change reaches the index via the outbox."""
+    from indexer.analysis import reading_of
+    from indexer.params import normalize_isbn
+
+    unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
+    if unknown:
+        raise invalid(unknown[0], changes[unknown[0]], "この項目は編集できません。", "this field cannot be edited")
+    if "title" in changes and not str(changes["title"] or "").strip():
+        raise invalid("title", changes["title"], "書名は必須です。", "a title is required")
+    if changes.get("year") is not None and not (isinstance(changes["year"], int) and 0 < changes["year"] < 10000):
+        raise invalid("year", changes["year"], "出版年は西暦4桁の整数です。", "a year such as 2024")
+    if changes.get("ndc") and not re.fullmatch(r"[0-9]{1,3}(\.[0-9]+)?", str(changes["ndc"])):
+        raise invalid("ndc", changes["ndc"], "NDCは 913.6 のような分類番号です。", "an NDC number such as 913.6")
+    if "isbns" in changes:
+        normalized = []
+        for value in changes["isbns"] or []:
+            isbn = normalize_isbn(str(value))
+            if isbn is None:
+                raise invalid("isbns", value, "ISBNとして正しくありません。", "not a valid ISBN")
+            normalized.append(isbn)
+        changes = {**changes, "isbns": normalized}
+    with conn.transaction():
+        row = conn.execute("SELECT data FROM bib_record WHERE id = %s FOR UPDATE", (record_id,)).fetchone()
+        if row is None:
+            raise not_found("record", str(record_id))
+        data = dict(row["data"])
+        before = {k: data.get(k) for k in changes}
+        data.update(changes)
+        generated = set(data.get("readings_generated") or [])
+        for text, reading, kind in (("title", "title_reading", "title"), ("publisher", "publisher_reading",
+                                                                            "publisher")):
+            if text in changes and reading not in changes and data.get(text):
+                data[reading] = reading_of(data[text])
+                generated.add(kind)
+            elif reading in changes:
+                generated.discard(kind)
+        data["readings_generated"] = sorted(generated)
+        data["edited_locally"] = True
+        conn.execute(
+            "UPDATE bib_record SET title = %s, title_reading = %s, pub_year = %s, ndc = %s, isbns = %s, data = %s, "
+            "updated_at = now() WHERE id = %s",
+            (data["title"], data.get("title_reading"), data.get("year"), data.get("ndc"), data.get("isbns") or [],
+             Jsonb(data), record_id))
+        conn.execute("INSERT INTO search_outbox (record_id) VALUES (%s)", (record_id,))
+        record(conn, actor, "catalog.record_update", "record", record_id,
+               {"before": before, "after": {k: data.get(k) for k in changes}})
