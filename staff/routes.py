@@ -341,7 +341,8 @@ async def assignments_upload(request: Request, file: UploadFile = File(...), dry
 @router.get("/admin/branches")
 def branches_page(request: Request, ctx: Console = Depends(allowed("system", "view")),
                   conn: DB = Depends(get_conn)) -> Response:
-    return render(request, "branches.html", ctx, branches=branches.list_branches(conn), error="", form={})
+    return render(request, "branches.html", ctx, branches=branches.list_branches(conn), error="", form={},
+                  locations=_all_locations(conn))
 
 
 @router.post("/admin/branches")
@@ -353,8 +354,8 @@ def branch_create(request: Request, code: str = Form(""), name: str = Form(""), 
                                kind=kind)
     except ShokaError as exc:
         return render(request, "branches.html", ctx, status_code=exc.status, branches=branches.list_branches(conn),
-                      error=_error_text(request, exc), form={"code": code, "name": name, "name_en": name_en,
-                                                             "kind": kind})
+                      error=_error_text(request, exc), locations=_all_locations(conn),
+                      form={"code": code, "name": name, "name_en": name_en, "kind": kind})
     return RedirectResponse("/admin/branches?msg=created", status_code=303)
 
 
@@ -442,3 +443,105 @@ def catalogue_withdraw(barcode: str, request: Request, reason: str = Form(""),
                       entry=catalog.staff_record(conn, record_id), branches=branches.list_branches(conn),
                       error=_error_text(request, exc))
     return RedirectResponse(f"/catalogue/records/{record_id}?msg=saved", status_code=303)
+
+
+@router.get("/catalogue/records/{record_id}/edit")
+def catalogue_record_edit(record_id: int, request: Request, ctx: Console = Depends(allowed("catalogue", "update")),
+                          conn: DB = Depends(get_conn)) -> Response:
+    from api.catalog import service as catalog
+
+    return render(request, "catalogue_record_edit.html", ctx, entry=catalog.staff_record(conn, record_id), error="")
+
+
+@router.post("/catalogue/records/{record_id}/edit")
+def catalogue_record_save(record_id: int, request: Request, title: str = Form(""), title_reading: str = Form(""),
+                          publisher: str = Form(""), year: str = Form(""), ndc: str = Form(""),
+                          isbns: str = Form(""), ctx: Console = Depends(allowed("catalogue", "update", post=True)),
+                          conn: DB = Depends(get_conn)) -> Response:
+    """書誌修正: edit a record's main fields by hand."""
+    from api.catalog import service as catalog
+
+    try:
+        if year.strip() and not year.strip().isdigit():
+            raise invalid("year", year, "出版年は西暦4桁の整数です。", "a year such as 2024")
+        changes: dict[str, Any] = {
+            "title": title.strip(), "title_reading": title_reading.strip() or None,
+            "publisher": publisher.strip() or None, "year": int(year) if year.strip() else None,
+            "ndc": ndc.strip() or None, "isbns": [v for v in isbns.replace(",", " ").split() if v]}
+        catalog.update_record(conn, ctx.actor(request), record_id, changes)
+    except ShokaError as exc:
+        return render(request, "catalogue_record_edit.html", ctx, status_code=exc.status,
+                      entry=catalog.staff_record(conn, record_id), error=_error_text(request, exc))
+    return RedirectResponse(f"/catalogue/records/{record_id}?msg=saved", status_code=303)
+
+
+@router.get("/catalogue/items/{barcode}")
+def catalogue_item(barcode: str, request: Request, ctx: Console = Depends(allowed("catalogue", "view")),
+                   conn: DB = Depends(get_conn)) -> Response:
+    from api.items import service as items
+
+    item = items.get_item(conn, barcode)
+    return render(request, "catalogue_item.html", ctx, item=item, branches=branches.list_branches(conn),
+                  locations=branches.list_locations(conn, item["branch"]), error="")
+
+
+@router.post("/catalogue/items/{barcode}")
+def catalogue_item_save(barcode: str, request: Request, location: str = Form(""), call_number: str = Form(""),
+                        item_type: str = Form("book"), status: str = Form("available"), price: str = Form(""),
+                        notes: str = Form(""), ctx: Console = Depends(allowed("catalogue", "update", post=True)),
+                        conn: DB = Depends(get_conn)) -> Response:
+    from api.items import service as items
+
+    item = items.get_item(conn, barcode)
+    try:
+        if price and not price.isdigit():
+            raise invalid("price", price, "価格は円単位の整数です。", "a whole number of yen")
+        changes: dict[str, Any] = {"location": location or None, "call_number": call_number.strip() or None,
+                                   "item_type": item_type, "price": int(price) if price else None,
+                                   "notes": notes.strip() or None}
+        if status != item["status"]:
+            changes["status"] = status
+        items.update_item(conn, ctx.actor(request), barcode, changes)
+    except ShokaError as exc:
+        return render(request, "catalogue_item.html", ctx, status_code=exc.status, item=item,
+                      branches=branches.list_branches(conn), locations=branches.list_locations(conn, item["branch"]),
+                      error=_error_text(request, exc))
+    return RedirectResponse(f"/catalogue/items/{quote(barcode)}?msg=saved", status_code=303)
+
+
+@router.post("/catalogue/items/{barcode}/transfer")
+def catalogue_item_transfer(barcode: str, request: Request, branch: str = Form(""),
+                            ctx: Console = Depends(allowed("catalogue", "update", post=True)),
+                            conn: DB = Depends(get_conn)) -> Response:
+    """所属変更: the copy now belongs to another branch."""
+    from api.items import service as items
+
+    try:
+        items.transfer_item(conn, ctx.actor(request), barcode, branch)
+    except ShokaError as exc:
+        item = items.get_item(conn, barcode)
+        return render(request, "catalogue_item.html", ctx, status_code=exc.status, item=item,
+                      branches=branches.list_branches(conn), locations=branches.list_locations(conn, item["branch"]),
+                      error=_error_text(request, exc))
+    return RedirectResponse(f"/catalogue/items/{quote(barcode)}?msg=saved", status_code=303)
+
+
+@router.post("/admin/branches/{code}/locations")
+def location_create(code: str, request: Request, location_code: str = Form(""), name: str = Form(""),
+                    ctx: Console = Depends(allowed("system", "update", post=True)),
+                    conn: DB = Depends(get_conn)) -> Response:
+    try:
+        branches.create_location(conn, ctx.actor(request), code, location_code.strip(), name)
+    except ShokaError as exc:
+        return render(request, "branches.html", ctx, status_code=exc.status, branches=branches.list_branches(conn),
+                      locations=_all_locations(conn), error=_error_text(request, exc), form={})
+    return RedirectResponse("/admin/branches?msg=created", status_code=303)
+
+
+def _all_locations(conn: DB) -> dict[str, list[Any]]:
+    rows = conn.execute("SELECT b.code AS branch, l.code, l.name FROM location l JOIN branch b ON b.id = l.branch_id "
+                        "ORDER BY b.code, l.code").fetchall()
+    out: dict[str, list[Any]] = {}
+    for r in rows:
+        out.setdefault(r["branch"], []).append(r)
+    return out

@@ -56,3 +56,36 @@ def test_console_receive_and_withdraw(staff_client: TestClient, seeded: psycopg.
     assert seeded.execute("SELECT status FROM item WHERE barcode = '5000002'").fetchone()["status"] == "withdrawn"
     results = staff_client.get("/catalogue", params={"q": "草枕"})
     assert f'/catalogue/records/{rid}' in results.text
+
+
+def test_console_edits_record_and_item_and_transfers(staff_client: TestClient, seeded: psycopg.Connection,
+                                                     tmp_path: Path) -> None:
+    rid = _setup(seeded, staff_client, tmp_path)
+    csrf = console_login(staff_client, "admin")
+    assert staff_client.get(f"/catalogue/records/{rid}/edit").status_code == 200
+    r = staff_client.post(f"/catalogue/records/{rid}/edit", data={"csrf_token": csrf, "title": "草枕（改版）",
+                                                                   "title_reading": "クサマクラ", "year": "1906"})
+    assert r.status_code == 200 and "草枕（改版）" in r.text
+    bad = staff_client.post(f"/catalogue/records/{rid}/edit", data={"csrf_token": csrf, "title": "x", "year": "明治"})
+    assert bad.status_code == 422 and "year" in bad.text
+    page = staff_client.get("/catalogue/items/5000001")
+    assert page.status_code == 200 and "913.6/ナ" in page.text
+    r = staff_client.post("/catalogue/items/5000001", data={"csrf_token": csrf, "call_number": "913.6/ナツ",
+                                                            "item_type": "book", "status": "missing", "price": "800"})
+    assert r.status_code == 200
+    row = seeded.execute("SELECT call_number, status, price FROM item WHERE barcode = '5000001'").fetchone()
+    assert row == {"call_number": "913.6/ナツ", "status": "missing", "price": 800}
+    r = staff_client.post("/catalogue/items/5000001/transfer", data={"csrf_token": csrf, "branch": "east"})
+    assert r.status_code == 200
+    assert seeded.execute("SELECT b.code FROM item i JOIN branch b ON b.id = i.branch_id "
+                          "WHERE barcode = '5000001'").fetchone()["code"] == "east"
+
+
+def test_console_adds_shelf_locations(staff_client: TestClient, seeded: psycopg.Connection) -> None:
+    csrf = console_login(staff_client, "admin")
+    r = staff_client.post("/admin/branches/main/locations", data={"csrf_token": csrf, "location_code": "closed",
+                                                                  "name": "書庫"})
+    assert r.status_code == 200 and "書庫" in r.text
+    bad = staff_client.post("/admin/branches/main/locations", data={"csrf_token": csrf, "location_code": "closed",
+                                                                    "name": "書庫"})
+    assert bad.status_code == 409
