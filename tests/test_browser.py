@@ -17,11 +17,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import uvicorn
+from psycopg.types.json import Jsonb
 
 from api.config import Settings
 from tests.conftest import PASSWORDS
@@ -84,12 +86,27 @@ class Sites:
 
 @pytest.fixture
 def sites(seeded: psycopg.Connection, settings: Settings, db_url: str, opac_db_url: str,
-          redis_url: str) -> Iterator[Sites]:
+          redis_url: str, tmp_path: Path) -> Iterator[Sites]:
     from api.app import create_staff_app
+    from indexer.sync import apply_outbox
+    from indexer.tantivy_engine import TantivyEngine
     from opac.app import create_opac_app
 
-    staff_app = create_staff_app(settings, db_url, redis_url)
-    opac_app = create_opac_app(replace(settings), opac_db_url, redis_url)
+    # One catalogued title with a copy, so result lists, record and item pages have content.
+    with seeded.transaction():
+        rid = seeded.execute(
+            "INSERT INTO bib_record (source, control_number, title, title_reading, pub_year, ndc, data) "
+            "VALUES ('JTNDL', '1', '図書館の歴史', 'トショカン ノ レキシ', 2001, '010.2', %s) RETURNING id",
+            (Jsonb({"title": "図書館の歴史", "title_reading": "トショカン ノ レキシ", "year": 2001,
+                    "authors": [{"name": "山田, 花子", "reading": "ヤマダ, ハナコ"}]}),)).fetchone()["id"]
+        seeded.execute("INSERT INTO item (id, record_id, barcode, branch_id, current_branch_id, item_type, "
+                       "call_number) OVERRIDING SYSTEM VALUE SELECT 1, %s, '9000001', id, id, 'book', '010.2/ト' "
+                       "FROM branch WHERE code = 'main'", (rid,))
+        seeded.execute("INSERT INTO search_outbox (record_id) VALUES (%s)", (rid,))
+    local = replace(settings, data_dir=tmp_path)
+    apply_outbox(seeded, TantivyEngine(local.index_dir))
+    staff_app = create_staff_app(local, db_url, redis_url)
+    opac_app = create_opac_app(local, opac_db_url, redis_url)
     with Served(staff_app) as staff, Served(opac_app) as opac:
         yield Sites(staff.url, opac.url)
 
@@ -217,7 +234,8 @@ def _first_tab_reaches_skip_link(page: Page) -> None:
 
 
 STAFF_PAGES = ["/", "/audit", "/admin", "/admin/staff", "/admin/staff/new", "/admin/staff/counter", "/admin/roles",
-               "/admin/assignments", "/admin/branches", "/circulation"]
+               "/admin/assignments", "/admin/branches", "/circulation", "/catalogue?q=%E5%9B%B3%E6%9B%B8%E9%A4%A8",
+               "/catalogue/records/1", "/catalogue/records/1/edit", "/catalogue/items/9000001"]
 
 
 def test_first_tab_reaches_the_skip_link(page: Page, sites: Sites) -> None:
@@ -293,7 +311,9 @@ def test_axe_finds_a_known_defect(page: Page) -> None:
         response["violations"])
 
 
-OPAC_PAGES = ["/", "/?lang=en", "/search?q=%E5%9B%B3%E6%9B%B8%E9%A4%A8", "/search?lang=en", "/no-such-page"]
+OPAC_PAGES = ["/", "/?lang=en", "/search?q=%E5%9B%B3%E6%9B%B8%E9%A4%A8", "/search?lang=en", "/no-such-page",
+              "/search?q=%E3%81%A8%E3%81%97%E3%82%87%E3%81%8B%E3%82%93&lang=en", "/records/1", "/new",
+              "/search?q=%E9%87%8F%E5%AD%90%E5%8A%9B%E5%AD%A6"]
 
 
 def test_opac_pages_are_accessible(page: Page, sites: Sites) -> None:
