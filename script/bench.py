@@ -1,19 +1,28 @@
 """Benchmarks that print a table. Run through script/bench; figures go to docs/benchmarks.md.
 
   audit   audit-log appends (1 and 20 concurrent writers), chain verification, session lookup
+  search  synthetic catalogue (default 1,000,000 records) built from the shared real data: import and index
+          throughput, index and table sizes, memory, OPAC search latency at 1 and 16 clients, freshness
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import os
+import random
+import re
+import resource
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -21,6 +30,7 @@ from api import db, migrate
 from api.audit import Actor, record
 from api.audit import service as audit
 from api.auth import service as auth
+from api.catalog.bib import BibRecord, Classification, Imported, Name, Series, Subject
 from api.runtime.postgres import EmbeddedPostgres
 
 
@@ -99,25 +109,677 @@ def bench_audit(url: str, scale: int) -> None:
     print(row("token lookup + permissions, 20 clients", 20 * per, secs, lat))
 
 
+# -- search: synthetic catalogue ------------------------------------------------------------------
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+BENCH_SOURCE = "BENCH"
+
+# Real NDC numbers per class, weighted roughly like a Japanese public library's stock (literature first).
+NDC_CLASSES: dict[str, tuple[int, tuple[str, ...]]] = {
+    "0": (3, ("007.6", "010.21", "019.9", "031.4", "049.1", "002.7")),
+    "1": (4, ("159", "146.8", "121.5", "188.5", "104", "140", "147")),
+    "2": (8, ("210.1", "210.5", "289.1", "291.09", "290.93", "209", "230", "210.75")),
+    "3": (14, ("367.3", "369.2", "336.5", "332.1", "316.1", "370.4", "375.1", "338.1", "361.4", "366.29")),
+    "4": (8, ("493.7", "498.3", "491.3", "480", "410", "440.12", "460.4", "493.25")),
+    "5": (9, ("596", "594", "593.36", "547.48", "519", "548.3", "588", "527")),
+    "6": (4, ("626.9", "645.6", "673.97", "686.21", "611.1", "629.7")),
+    "7": (10, ("726.1", "726.6", "780.7", "783.47", "767.8", "748", "721.025", "727", "778.21")),
+    "8": (2, ("810.4", "837.8", "830.7", "817.5", "814")),
+    "9": (38, ("913.6", "913.6", "913.6", "933.7", "911.56", "914.6", "916", "953.7", "929.1", "913.8", "908.3",
+               "913.68", "911.168")),
+}
+# Nagano-like service points: two libraries, a bookmobile, 28 branch rooms (分室), with skewed stock.
+BRANCHES = [("chuo", "中央図書館", 40), ("minami", "南部図書館", 30), ("idou", "移動図書館", 5)] + \
+    [(f"room{i:02d}", f"分室{i:02d}", 1) for i in range(1, 29)]
+ITEMS_PER_RECORD = 1.19 / 3.65  # Nagano in six years: 1.19M items for 3.65M records
+
+
+@dataclass
+class Pools:
+    """Real values from the shared data, with readings, to recombine into synthetic records."""
+
+    titles: list[tuple[str, str]]
+    subtitles: list[tuple[str, str]]
+    authors: list[tuple[str, str, str | None]]          # real headings: name, reading, dates
+    families: list[tuple[str, str]]
+    givens: list[tuple[str, str]]
+    publishers: list[tuple[str, str]]
+    subjects: list[tuple[str, str]]
+    series: list[tuple[str, str]]
+    ndc: dict[str, list[str]]
+    marc_templates: list[BibRecord]
+    aozora_templates: list[BibRecord]
+
+
+def build_pools() -> Pools:
+    from api.catalog.aozora import read_aozora
+    from api.catalog.marc_import import read_marc
+    from indexer.analysis import reading_of
+
+    marc = [i.record for i in read_marc(SHARED_DATA / "ndl_japan_marc21_sample.mrc", "ndl-marc21")
+            if isinstance(i, Imported)]
+    aozora = [i.record for i in read_aozora(SHARED_DATA / "aozora_list_person_all_utf8.csv")
+              if isinstance(i, Imported)]
+
+    def read(text: str, reading: str | None) -> str:
+        return reading or reading_of(text)
+
+    titles = {(r.title, read(r.title, r.title_reading)) for r in marc + aozora if r.title}
+    subtitles = {(r.subtitle, read(r.subtitle, r.subtitle_reading)) for r in marc if r.subtitle}
+    subtitles |= {(t, rd) for t, rd in titles if len(t) <= 12}
+    authors: dict[str, tuple[str, str, str | None]] = {}
+    families: set[tuple[str, str]] = set()
+    givens: set[tuple[str, str]] = set()
+    for r in marc + aozora:
+        for a in r.authors:
+            reading = read(a.name, a.reading)
+            authors.setdefault(a.name, (a.name, reading, a.dates))
+            parts = re.split(r",\s*|\s+", a.name)
+            readings = re.split(r",\s*|\s+", reading)
+            if len(parts) == 2 and len(readings) == 2 and all(parts) and all(readings):
+                families.add((parts[0], readings[0]))
+                givens.add((parts[1], readings[1]))
+    publishers = {(r.publisher, read(r.publisher, r.publisher_reading)) for r in marc if r.publisher}
+    for r in aozora:  # the publisher of the Aozora work's source book: 底本: 書名（出版社）
+        for note in r.notes:
+            m = re.match(r"底本: .*（([^（）]+)）$", note)
+            if m:
+                publishers.add((m.group(1), reading_of(m.group(1))))
+    subjects = {(s.term, read(s.term, s.reading)) for r in marc for s in r.subjects}
+    series = {(s.title, read(s.title, s.reading)) for r in marc for s in r.series}
+    ndc: dict[str, list[str]] = {c: list(numbers) for c, (_, numbers) in NDC_CLASSES.items()}
+    for r in marc:
+        if r.ndc and r.ndc[:1].isdigit():
+            ndc[r.ndc[0]].append(r.ndc)
+    return Pools(sorted(titles), sorted(subtitles), sorted(authors.values()), sorted(families), sorted(givens),
+                 sorted(publishers), sorted(subjects), sorted(series), ndc, marc, aozora)
+
+
+def isbn13(n: int) -> str:
+    """A valid, unique ISBN-13 in the Japanese group (978-4) for each n below 10**8."""
+    body = f"9784{(n * 7_919 + 12_345_678) % 100_000_000:08d}"
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
+    return body + str((10 - total % 10) % 10)
+
+
+@dataclass
+class Sample:
+    """What the query mix needs to know about a generated record."""
+
+    title: str
+    title_reading: str
+    author: str
+    isbn: str | None
+    ndc: str | None
+    year: int
+
+
+class Generator:
+    """Deterministic synthetic records: the i-th record depends only on the seed and i's position."""
+
+    def __init__(self, pools: Pools, seed: int, raw: bool) -> None:
+        self.p = pools
+        self.rng = random.Random(seed)
+        self.raw = raw
+        classes = list(NDC_CLASSES)
+        self.class_weights = list(itertools.accumulate(NDC_CLASSES[c][0] for c in classes))
+        self.classes = classes
+        self.samples: list[Sample] = []
+
+    def _author(self) -> tuple[str, str, str | None]:
+        rng = self.rng
+        if rng.random() < 0.5:
+            return rng.choice(self.p.authors)
+        family, given = rng.choice(self.p.families), rng.choice(self.p.givens)
+        return f"{family[0]}, {given[0]}", f"{family[1]}, {given[1]}", None
+
+    def record(self, i: int) -> BibRecord:
+        rng, p = self.rng, self.p
+        kind = rng.random()
+        material = "etext" if kind < 0.05 else "serial" if kind < 0.06 else "sound" if kind < 0.07 else \
+            "video" if kind < 0.08 else "book"
+        title, title_reading = rng.choice(p.titles)
+        r = BibRecord(source=BENCH_SOURCE, control_number=f"B{i:09d}", title=title, title_reading=title_reading,
+                      material_type=material)
+        if rng.random() < 0.3:
+            r.subtitle, r.subtitle_reading = rng.choice(p.subtitles)
+        if rng.random() < 0.1:
+            r.part = rng.choice(("上", "下", "1", "2", "3", "第1巻", "第2巻", "前編", "後編"))
+        for n in range(1 if rng.random() < 0.75 else rng.randint(2, 3)):
+            name, reading, dates = self._author()
+            r.authors.append(Name(name=name, reading=reading, dates=dates, role="著" if n == 0 else "訳"))
+        r.responsibility = " ".join(a.name.replace(", ", "") for a in r.authors) + " 著"
+        cls = self.classes[bisect.bisect_right(self.class_weights, rng.random() * self.class_weights[-1])]
+        r.ndc = rng.choice(p.ndc[cls])
+        r.ndc_edition = "10" if rng.random() < 0.6 else "9"
+        r.classifications = [Classification("ndc", r.ndc, r.ndc_edition)]
+        year = int(1950 + 76 * rng.random() ** 0.6)  # more recent books than old ones
+        r.year = year
+        r.language = "jpn" if rng.random() < 0.96 else rng.choice(("eng", "chi", "kor"))
+        r.audience = "juvenile" if r.ndc in ("726.6", "913.8") or rng.random() < 0.08 else None
+        if material == "etext":
+            t = rng.choice(p.aozora_templates)
+            r.publisher, r.publisher_reading = "青空文庫", "アオゾラブンコ"
+            r.links = list(t.links)
+            r.notes = list(t.notes)
+            if self.raw:
+                r.raw, r.raw_format = t.raw, t.raw_format
+        else:
+            r.publisher, r.publisher_reading = rng.choice(p.publishers)
+            r.place = "東京" if rng.random() < 0.8 else rng.choice(("大阪", "京都", "長野", "名古屋"))
+            r.extent = f"{rng.randint(24, 480)}p ; {rng.choice((15, 18, 19, 20, 21, 22, 26))}cm"
+            r.price = f"{rng.randrange(500, 4000, 100)}円"
+            if material == "book" and year >= 1981:  # Japanese books carry ISBNs from 1981
+                r.isbns = [isbn13(i)]
+            for _ in range(rng.choice((0, 1, 1, 2, 3))):
+                term, reading = rng.choice(p.subjects)
+                r.subjects.append(Subject(term, reading, "ndlsh"))
+            if rng.random() < 0.15:
+                title_s, reading_s = rng.choice(p.series)
+                r.series.append(Series(title_s, reading_s, str(rng.randint(1, 40))))
+            if self.raw:
+                t = rng.choice(p.marc_templates)
+                r.raw, r.raw_format = t.raw, t.raw_format
+        if i % 500 == 0:
+            self.samples.append(Sample(title, title_reading, r.authors[0].name,
+                                       r.isbns[0] if r.isbns else None, r.ndc, year))
+        return r
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def progress(label: str, done: int, total: int, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    print(f"\r  {label}: {done:>9,}/{total:,}  {done / elapsed if elapsed else 0:>7.0f}/s  "
+          f"rss {rss_mb():,.0f} MB", end="", file=sys.stderr, flush=True)
+
+
+def load_catalogue(conn: Any, pools: Pools, n: int, seed: int, batch: int, raw: bool,
+                   rates: list[float] | None = None) -> tuple[float, float, float, Generator]:
+    """Generate and import n records; returns (import seconds, import CPU seconds of this process, generation
+    seconds, generator). `rates` gets the import rate of each tenth of the load."""
+    from api.catalog.importer import run_import
+
+    gen = Generator(pools, seed, raw)
+    actor = Actor.cli()
+    import_s = import_cpu = gen_s = tenth_s = 0.0
+    tenth_n = 0
+    started = time.perf_counter()
+    for start in range(0, n, batch):
+        t0 = time.perf_counter()
+        chunk = [Imported(gen.record(i), i + 1) for i in range(start, min(n, start + batch))]
+        t1, cpu = time.perf_counter(), time.process_time()
+        report = run_import(conn, actor, chunk, origin="bench")  # one batch: fill readings + save_records
+        import_s += time.perf_counter() - t1
+        import_cpu += time.process_time() - cpu
+        gen_s += t1 - t0
+        assert report.added == len(chunk) and not report.rejected, report
+        tenth_s += time.perf_counter() - t1
+        tenth_n += len(chunk)
+        if rates is not None and tenth_n >= n / 10:
+            rates.append(tenth_n / tenth_s)
+            tenth_n, tenth_s = 0, 0.0
+        if (start // batch) % 20 == 0:
+            progress("import", start + len(chunk), n, started)
+    print(file=sys.stderr)
+    return import_s, import_cpu, gen_s, gen
+
+
+def load_items(conn: Any) -> int:
+    """Copies for about a quarter of the printed records (Nagano's 1.19M items : 3.65M records), spread over
+    31 service points, mostly available, some on loan; deterministic from the record id."""
+    with conn.transaction():
+        for code, name, _ in BRANCHES:
+            conn.execute("INSERT INTO branch (code, name) VALUES (%s, %s) ON CONFLICT (code) DO NOTHING",
+                         (code, name))
+        weights = [(code, w) for code, _, w in BRANCHES]
+        total = sum(w for _, w in weights)
+        bounds, acc = [], 0
+        for code, w in weights:
+            acc += w
+            bounds.append((code, acc * 1000 // total))
+        case = " ".join(f"WHEN x.b < {bound} THEN '{code}'" for code, bound in bounds)
+        # A quarter of the non-e-text records hold 1-3 copies (1.38 on average): ITEMS_PER_RECORD overall.
+        added = conn.execute(f"""
+            INSERT INTO item (record_id, barcode, branch_id, current_branch_id, item_type, call_number, status,
+                              acquired_on, price)
+            SELECT r.id, '2' || lpad((r.id * 4 + c.n)::text, 12, '0'), b.id, b.id,
+                   CASE WHEN r.data->>'audience' = 'juvenile' THEN 'children' ELSE 'book' END,
+                   concat_ws('/', nullif(r.ndc, ''), left(r.title_reading, 1)),
+                   CASE WHEN x.s < 780 THEN 'available' WHEN x.s < 950 THEN 'on_loan'
+                        WHEN x.s < 970 THEN 'in_transit' WHEN x.s < 985 THEN 'on_hold_shelf' ELSE 'missing' END,
+                   current_date - (x.s * 3 + c.n)::int, 500 + (r.id % 35) * 100
+            FROM bib_record r
+            CROSS JOIN generate_series(1, 3) AS c(n)
+            CROSS JOIN LATERAL (SELECT abs(hashint8(r.id * 4 + c.n)) % 1000 AS s,
+                                       abs(hashint8(-(r.id * 4 + c.n))) % 1000 AS b,
+                                       abs(hashint8(r.id * 7 + 1)) % 1000 AS holds,
+                                       abs(hashint8(r.id * 7 + 2)) % 100 AS copies) AS x
+            JOIN branch b ON b.code = CASE {case} END
+            WHERE r.source = '{BENCH_SOURCE}' AND r.material_type <> 'etext' AND x.holds < 250
+              AND (c.n = 1 OR (c.n = 2 AND x.copies < 30) OR (c.n = 3 AND x.copies < 8))""").rowcount
+    return added
+
+
+def index_size(index_dir: Path) -> int:
+    current = (index_dir / "current").read_text().strip()
+    return sum(f.stat().st_size for f in (index_dir / current).rglob("*") if f.is_file())
+
+
+def to_hiragana(text: str) -> str:
+    return "".join(chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else c for c in text)
+
+
+def query_mix(samples: list[Sample], seed: int, count: int) -> list[tuple[str, dict[str, str]]]:
+    """What OPAC users type, drawn from records that exist: title words, whole titles, author names, hiragana
+    readings, ISBN-13 and hyphenated ISBN-10, and searches narrowed by NDC, year range, branch and availability."""
+    from stdnum import isbn as stdnum_isbn
+
+    from indexer.analysis import analyze
+
+    rng = random.Random(seed)
+    kinds = (("title word", 20), ("whole title", 10), ("author", 12), ("hiragana reading", 15), ("ISBN-13", 8),
+             ("ISBN-10 hyphenated", 5), ("title + author", 6), ("word + NDC", 6), ("word + year range", 6),
+             ("word + branch + available", 7), ("NDC only", 3), ("author, newest first", 2))
+    bounds = list(itertools.accumulate(w for _, w in kinds))
+    with_isbn = [s for s in samples if s.isbn]
+
+    def word(s: Sample) -> str:
+        units = [u for u in analyze(s.title).units_c if len(u) >= 2 and not re.fullmatch(r"[\W\d]+", u)]
+        return rng.choice(units) if units else s.title
+
+    def family(s: Sample) -> str:
+        return re.split(r",\s*|\s+", s.author)[0]
+
+    out: list[tuple[str, dict[str, str]]] = []
+    while len(out) < count:
+        kind = kinds[bisect.bisect_right(bounds, rng.random() * bounds[-1])][0]
+        s = rng.choice(samples)
+        if kind == "title word":
+            params = {"q": word(s)}
+        elif kind == "whole title":
+            params = {"title": s.title}
+        elif kind == "author":
+            params = {"author": s.author.replace(", ", "") if rng.random() < 0.6 else family(s)}
+        elif kind == "hiragana reading":
+            words = s.title_reading.replace(",", " ").split()
+            params = {"q": to_hiragana("".join(words[:rng.randint(1, 3)]))}
+        elif kind == "ISBN-13":
+            params = {"q": rng.choice(with_isbn).isbn or ""}
+        elif kind == "ISBN-10 hyphenated":
+            params = {"q": stdnum_isbn.format(stdnum_isbn.to_isbn10(rng.choice(with_isbn).isbn or ""))}
+        elif kind == "title + author":
+            params = {"title": word(s), "author": family(s)}
+        elif kind == "word + NDC":
+            params = {"q": word(s), "ndc": (s.ndc or "9")[:3]}
+        elif kind == "word + year range":
+            params = {"q": word(s), "year_from": str(s.year - 5), "year_to": str(s.year + 5)}
+        elif kind == "word + branch + available":
+            params = {"q": word(s), "branch": rng.choice(("chuo", "chuo", "minami", "idou")), "available": "true"}
+        elif kind == "NDC only":
+            params = {"ndc": (s.ndc or "913")[:rng.choice((1, 3))]}
+        else:
+            params = {"author": family(s), "sort": "newest"}
+        out.append((kind, params))
+    return out
+
+
+class TimedEngine:
+    """Wraps an engine to split a request's time into engine and PostgreSQL parts (one client only)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.spent = 0.0
+
+    def search(self, request: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.engine.search(request)
+        finally:
+            self.spent += time.perf_counter() - t0
+
+
+@dataclass
+class Measured:
+    kind: str
+    seconds: float
+    engine_seconds: float
+    total: int
+
+
+def run_clients(url: str, engines: Callable[[], Any], queries: list[tuple[str, dict[str, str]]], clients: int,
+                per_client: int, offset: int = 0,
+                before_start: Callable[[], None] | None = None) -> tuple[float, list[Measured]]:
+    """`clients` threads, each with its own PostgreSQL connection, running OPAC searches back to back."""
+    from indexer.params import from_params
+    from opac.search import search
+
+    results: list[Measured] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(clients + 1)
+
+    def client(k: int) -> None:
+        engine = TimedEngine(engines())
+        mine: list[Measured] = []
+        with db.connect(url) as conn:
+            gate.wait()
+            for j in range(per_client):
+                kind, params = queries[(offset + k * per_client + j) % len(queries)]
+                engine.spent = 0.0
+                t0 = time.perf_counter()
+                outcome = search(conn, engine, from_params(params))
+                mine.append(Measured(kind, time.perf_counter() - t0, engine.spent, outcome.result.total))
+        with lock:
+            results.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    if before_start:
+        before_start()
+    gate.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, results
+
+
+def _client_process(url: str, index_dir: str, queries: list[tuple[str, dict[str, str]]], threads: int,
+                    per_client: int, offset: int, barrier: Any, out: Any) -> None:
+    """One OPAC server process (as `uvicorn --workers N` runs): its own engine, `threads` clients."""
+    from indexer.tantivy_engine import TantivyEngine
+
+    engine = TantivyEngine(Path(index_dir))
+    engine.ping()  # open the index before the clock starts
+    _, res = run_clients(url, lambda: engine, queries, threads, per_client, offset, before_start=barrier.wait)
+    out.put([(m.kind, m.seconds, m.engine_seconds, m.total) for m in res])
+
+
+def run_processes(url: str, index_dir: Path, queries: list[tuple[str, dict[str, str]]], processes: int,
+                  clients: int, per_client: int) -> tuple[float, list[Measured]]:
+    """`clients` client threads spread over `processes` processes, so the GIL is not shared by all of them."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes + 1)
+    out = ctx.Queue()
+    per_process = clients // processes
+    procs = [ctx.Process(target=_client_process, args=(url, str(index_dir), queries, per_process, per_client,
+                                                       k * per_process * per_client, barrier, out))
+             for k in range(processes)]
+    for proc in procs:
+        proc.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    results = [Measured(*m) for _ in procs for m in out.get()]
+    secs = time.perf_counter() - t0
+    for proc in procs:
+        proc.join()
+    return secs, results
+
+
+def latency_row(name: str, n: int, seconds: float | None, lat: list[float]) -> str:
+    ms = [x * 1000 for x in lat]
+    rate = f"{n / seconds:>7.0f}" if seconds else "      -"
+    return (f"| {name:<44} | {n:>6} | {rate} | {statistics.median(ms):>7.1f} | {pct(ms, 95):>7.1f} "
+            f"| {pct(ms, 99):>7.1f} | {max(ms):>7.1f} |")
+
+
+def freshness(url: str, index_dir: Path, samples: int, interval: float, seed: int) -> tuple[list[float], list[float]]:
+    """Commit an item status change (which writes the search outbox) and poll the OPAC search until the record
+    no longer shows as available. Meanwhile a thread does what the worker's once-a-second job does: a fresh
+    engine and connection, then apply_outbox until nothing is pending. Returns (commit→visible, apply) seconds."""
+    from api.items.service import update_item
+    from indexer.params import from_params
+    from indexer.sync import apply_outbox
+    from indexer.tantivy_engine import TantivyEngine
+    from opac.search import search
+
+    stop = threading.Event()
+    applies: list[float] = []
+
+    def worker() -> None:
+        due = time.monotonic()
+        while not stop.is_set():
+            due += interval
+            t0 = time.perf_counter()
+            engine = TantivyEngine(index_dir)
+            with db.connect(url) as conn:
+                applied = 0
+                while n := apply_outbox(conn, engine):
+                    applied += n
+            if applied:
+                applies.append(time.perf_counter() - t0)
+            stop.wait(max(0.0, due - time.monotonic()))
+
+    delays: list[float] = []
+    rng = random.Random(seed)
+    actor = Actor.cli()
+    opac_engine = TantivyEngine(index_dir)  # the OPAC process's long-lived engine
+    with db.connect(url) as staff, db.connect(url) as opac:
+        candidates = staff.execute(
+            """SELECT r.isbns[1] AS isbn, min(i.barcode) AS barcode FROM bib_record r JOIN item i ON i.record_id = r.id
+               WHERE cardinality(r.isbns) > 0 AND r.id %% 97 = 0
+               GROUP BY r.id HAVING count(*) = 1 AND bool_and(i.status = 'available') ORDER BY r.id LIMIT %s""",
+            (samples * 4,)).fetchall()
+        rng.shuffle(candidates)
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+        try:
+            for c in candidates[:samples]:
+                request = from_params({"isbn": c["isbn"], "available": "true"})
+                if search(opac, opac_engine, request).result.total != 1:
+                    continue  # not in the expected state (should not happen)
+                time.sleep(rng.uniform(0, interval))  # commits fall anywhere in the worker's cycle
+                update_item(staff, actor, c["barcode"], {"status": "missing"})
+                committed = time.perf_counter()
+                while search(opac, opac_engine, request).result.total:
+                    if time.perf_counter() - committed > 60:
+                        break
+                    time.sleep(0.005)
+                delays.append(time.perf_counter() - committed)
+                print(f"\r  freshness: {len(delays)}/{samples}", end="", file=sys.stderr, flush=True)
+        finally:
+            stop.set()
+            thread.join()
+    print(file=sys.stderr)
+    return delays, applies
+
+
+def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, queries: int, clients: int,
+                 fresh: int, workdir: Path) -> None:
+    from indexer.sync import apply_outbox, rebuild
+    from indexer.tantivy_engine import TantivyEngine
+
+    index_dir = workdir / "index"
+    t0 = time.perf_counter()
+    pools = build_pools()
+    pool_s = time.perf_counter() - t0
+    print(f"  pools from the shared data in {pool_s:.1f} s: {len(pools.titles):,} titles, "
+          f"{len(pools.subtitles):,} subtitles, {len(pools.authors):,} author headings "
+          f"({len(pools.families):,} family × {len(pools.givens):,} given names), {len(pools.publishers):,} "
+          f"publishers, {len(pools.subjects):,} subjects, {len(pools.series):,} series", file=sys.stderr)
+    phases: list[tuple[str, int, float, float]] = []  # name, n, seconds, CPU seconds of this process
+    load_before = os.getloadavg()[0]
+    with db.connect(url) as conn:
+        import_rates: list[float] = []
+        import_s, import_cpu, gen_s, gen = load_catalogue(conn, pools, records, seed, batch, raw, import_rates)
+        phases.append((f"import: fill readings + save_records, batch {batch:,}", records, import_s, import_cpu))
+        rss_import = rss_mb()
+        t0, cpu = time.perf_counter(), time.process_time()
+        items = load_items(conn)
+        phases.append(("items: one INSERT … SELECT (not in the total)", items, time.perf_counter() - t0,
+                       time.process_time() - cpu))
+        t0 = time.perf_counter()
+        conn.execute("VACUUM ANALYZE")
+        vacuum_s = time.perf_counter() - t0
+
+        engine = TantivyEngine(index_dir)
+        t0, cpu = time.perf_counter(), time.process_time()
+        started = t0
+        index_marks: list[tuple[int, float]] = []
+
+        def index_progress(n: int) -> None:
+            if n % 20_000 == 0:
+                progress("index", n, records, started)
+            if n >= (len(index_marks) + 1) * records / 10:
+                index_marks.append((n, time.perf_counter()))
+
+        indexed = rebuild(conn, engine, progress=index_progress)
+        index_s, index_cpu = time.perf_counter() - t0, time.process_time() - cpu
+        print(file=sys.stderr)
+        phases.append(("index: rebuild into tantivy", indexed, index_s, index_cpu))
+        rss_index = rss_mb()
+
+        # The import left one pending outbox row per record: rebuild does not mark them applied, so the
+        # worker would index everything a second time. Time that path on a sample, then mark the rest.
+        pending = conn.execute("SELECT count(*) AS n FROM search_outbox WHERE applied_at IS NULL").fetchone()["n"]
+        sample = min(pending, 20_000)
+        t0, cpu = time.perf_counter(), time.process_time()
+        applied = 0
+        while applied < sample and (n := apply_outbox(conn, engine)):
+            applied += n
+        outbox_s, outbox_cpu = time.perf_counter() - t0, time.process_time() - cpu
+        with conn.transaction():
+            conn.execute("UPDATE search_outbox SET applied_at = now() WHERE applied_at IS NULL")
+        conn.execute("VACUUM ANALYZE search_outbox")
+
+        sizes = conn.execute(
+            """SELECT pg_total_relation_size('bib_record') AS bib_total, pg_relation_size('bib_record') AS bib_heap,
+                      pg_total_relation_size(reltoastrelid) AS bib_toast, pg_indexes_size('bib_record') AS bib_idx,
+                      pg_total_relation_size('item') AS item_total, pg_total_relation_size('search_outbox') AS outbox,
+                      pg_database_size(current_database()) AS db
+               FROM pg_class WHERE relname = 'bib_record'""").fetchone()
+        assert sizes is not None
+        n_branches = conn.execute("SELECT count(*) AS n FROM branch").fetchone()["n"]  # type: ignore[index]
+        available = conn.execute("SELECT count(DISTINCT record_id) AS n FROM item WHERE status = 'available'"
+                                 ).fetchone()["n"]  # type: ignore[index]
+    isize = index_size(index_dir)
+
+    print(f"\nMachine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} "
+          f"GiB; PostgreSQL embedded{' (DATABASE_URL)' if os.environ.get('DATABASE_URL') else ''}; "
+          f"seed {seed}; raw MARC {'kept' if raw else 'left out'}; load average {load_before:.1f} before the "
+          f"load, {os.getloadavg()[0]:.1f} after the index (other work on this shared machine: slows the figures).")
+    print(f"Catalogue: {records:,} records, {items:,} items on {n_branches} service points "
+          f"({available:,} records with an available copy). Generation took {gen_s:.0f} s (not counted); "
+          f"VACUUM ANALYZE after the load {vacuum_s:.0f} s (not counted).\n")
+    index_rates = [(n1 - n0) / (t1 - t0) for (n0, t0), (n1, t1) in
+                   itertools.pairwise([(0, started), *index_marks])]
+    phases.append(("import + index (records/s over both)", records, import_s + index_s, import_cpu + index_cpu))
+    phases.append(("apply_outbox (worker path), sample of pending rows", applied, outbox_s, outbox_cpu))
+    print("| phase                                              |         n |  seconds | Python CPU s |  records/s |")
+    print("|----------------------------------------------------|-----------|----------|--------------|------------|")
+    for name, n, secs, cpu_s in phases:
+        print(f"| {name:<50} | {n:>9,} | {secs:>8.1f} | {cpu_s:>12.1f} | {n / secs if secs else 0:>10,.0f} |")
+    print(f"\nRecords/s in each tenth of the load: import {', '.join(f'{r:,.0f}' for r in import_rates)}; "
+          f"index {', '.join(f'{r:,.0f}' for r in index_rates)}.")
+    mb = 2**20
+    print("\n| size                                  |          MB |")
+    print("|---------------------------------------|-------------|")
+    for name, value in (("tantivy index on disk", isize), ("bib_record (heap)", sizes["bib_heap"]),
+                        ("bib_record TOAST (raw MARC, data)", sizes["bib_toast"]),
+                        ("bib_record indexes", sizes["bib_idx"]), ("bib_record total", sizes["bib_total"]),
+                        ("item total", sizes["item_total"]), ("search_outbox", sizes["outbox"]),
+                        ("database total", sizes["db"])):
+        print(f"| {name:<37} | {value / mb:>11,.0f} |")
+    print(f"| {'peak RSS after import (this process)':<37} | {rss_import:>11,.0f} |")
+    print(f"| {'peak RSS after index (this process)':<37} | {rss_index:>11,.0f} |")
+
+    # Search: warm up on a different mix, then measure.
+    mix = query_mix(gen.samples, seed + 1, queries)
+    warm = query_mix(gen.samples, seed + 2, min(500, queries))
+    shared = TantivyEngine(index_dir)
+    print("  search: warming up", file=sys.stderr)
+    run_clients(url, lambda: shared, warm, 1, len(warm))
+    runs: list[tuple[str, int, float, list[Measured]]] = []
+    print("  search: 1 client", file=sys.stderr)
+    secs, one = run_clients(url, lambda: shared, mix, 1, len(mix))
+    runs.append(("1 client", len(one), secs, one))
+    per = max(1, len(mix) // clients)
+    print(f"  search: {clients} clients, one shared engine", file=sys.stderr)
+    secs, res = run_clients(url, lambda: shared, mix, clients, per)
+    runs.append((f"{clients} clients, one shared engine", len(res), secs, res))
+    print(f"  search: {clients} clients, an engine each", file=sys.stderr)
+    secs, res = run_clients(url, lambda: TantivyEngine(index_dir), mix, clients, per)
+    runs.append((f"{clients} clients, an engine per thread", len(res), secs, res))
+    print(f"  search: {clients} clients in 2 processes", file=sys.stderr)
+    secs, res = run_processes(url, index_dir, mix, 2, clients, per)
+    runs.append((f"{clients} clients over 2 processes × {clients // 2} threads", len(res), secs, res))
+
+    print("\nOPAC search through `opac.search.search` (query parsing and analysis, tantivy with the facets branch, "
+          "available, material_type, ndc_class, year, language, then the PostgreSQL page query; 20 hits a page):\n")
+    print("| clients                                      |      n |   q/s   |  p50 ms |  p95 ms |  p99 ms |  max ms |")
+    print("|----------------------------------------------|--------|---------|---------|---------|---------|---------|")
+    for name, n, secs, res in runs:
+        print(latency_row(name, n, secs, [m.seconds for m in res]))
+    print(latency_row("1 client: engine part only", len(one), None, [m.engine_seconds for m in one]))
+    print(latency_row("1 client: PostgreSQL page + parsing", len(one), None,
+                      [m.seconds - m.engine_seconds for m in one]))
+
+    print("\nBy kind of query, 1 client:\n")
+    print("| query                                    |      n | median hits |  p50 ms |  p95 ms |  p99 ms |  max ms |")
+    print("|------------------------------------------|--------|-------------|---------|---------|---------|---------|")
+    kinds: dict[str, list[Measured]] = {}
+    for m in one:
+        kinds.setdefault(m.kind, []).append(m)
+    for kind, ms in sorted(kinds.items(), key=lambda kv: -pct([m.seconds for m in kv[1]], 95)):
+        lat = [m.seconds * 1000 for m in ms]
+        print(f"| {kind:<40} | {len(ms):>6} | {statistics.median(m.total for m in ms):>11,.0f} | "
+              f"{statistics.median(lat):>7.1f} | {pct(lat, 95):>7.1f} | {pct(lat, 99):>7.1f} | {max(lat):>7.1f} |")
+
+    if fresh:
+        delays, applies = freshness(url, index_dir, fresh, 1.0, seed)
+        print("\nFreshness: an item status change committed (outbox row in the same transaction), the worker's "
+              "job every 1 s (new engine + connection, apply_outbox until empty), the OPAC's long-lived engine "
+              "polled every 5 ms:\n")
+        print("| measure                                      |      n |  p50 ms |  p95 ms |  p99 ms |  max ms |")
+        print("|----------------------------------------------|--------|---------|---------|---------|---------|")
+        for name, values in (("commit → visible in OPAC search", delays),
+                             ("worker job run that applied changes", applies)):
+            if values:
+                ms = [v * 1000 for v in values]
+                print(f"| {name:<44} | {len(ms):>6} | {statistics.median(ms):>7.0f} | {pct(ms, 95):>7.0f} "
+                      f"| {pct(ms, 99):>7.0f} | {max(ms):>7.0f} |")
+    print(f"\nLoad average at the end: {os.getloadavg()[0]:.1f}. "
+          f"Peak RSS of the benchmark process: {rss_mb():,.0f} MB (PostgreSQL runs in its own processes, "
+          "shared_buffers 256 MB).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["audit"])
-    parser.add_argument("--scale", type=int, default=2000)
+    parser.add_argument("what", choices=["audit", "search"])
+    parser.add_argument("--scale", type=int, default=2000, help="audit: operations per writer")
+    parser.add_argument("--records", type=int, default=1_000_000, help="search: catalogue size (e.g. 3650000)")
+    parser.add_argument("--batch", type=int, default=1000, help="search: records per save_records transaction")
+    parser.add_argument("--queries", type=int, default=2000, help="search: queries per latency run")
+    parser.add_argument("--clients", type=int, default=16, help="search: concurrent clients")
+    parser.add_argument("--freshness", type=int, default=40, help="search: item changes timed for freshness")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-raw", action="store_true", help="search: leave the raw MARC out of the records")
     args = parser.parse_args()
+
+    def run(url: str, workdir: Path) -> None:
+        if args.what == "audit":
+            bench_audit(url, args.scale)
+        else:
+            bench_search(url, args.records, seed=args.seed, batch=args.batch, raw=not args.no_raw,
+                         queries=args.queries, clients=args.clients, fresh=args.freshness, workdir=workdir)
+
     url = os.environ.get("DATABASE_URL")
-    if url:
-        bench_audit(url, args.scale)
-        return
     with tempfile.TemporaryDirectory(prefix="shoka-bench-") as tmp:
+        if url:
+            run(url, Path(tmp))
+            return
         pg = EmbeddedPostgres(Path(tmp))
         pg.ensure_running()
         try:
             migrate.upgrade(pg.url())
-            bench_audit(pg.url(), args.scale)
+            run(pg.url(), Path(tmp))
         finally:
             db.close_all()
             pg.stop()
-
 
 if __name__ == "__main__":
     main()
