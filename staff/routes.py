@@ -22,9 +22,14 @@ from api.audit.routes import run_search
 from api.auth import service as auth
 from api.auth.permissions import ACTION_LABELS, ACTIONS, AREA_LABELS, AREAS, Principal, parse_permissions
 from api.branches import service as branches
+from api.catalog import service as catalog
 from api.deps import DB, client_addr, get_conn
 from api.errors import ShokaError, forbidden, invalid
-from api.web import Templates
+from api.items import service as items
+from api.web import Templates, request_lang
+from indexer.params import from_params, has_criteria
+from indexer.query import QueryError
+from opac.search import search
 
 router = APIRouter(include_in_schema=False)
 SESSION_COOKIE = "shoka_session"
@@ -87,7 +92,6 @@ def render(request: Request, name: str, ctx: Console | None, status_code: int = 
 
 
 def _error_text(request: Request, exc: ShokaError) -> str:
-    from api.web import request_lang
 
     return exc.message(request_lang(request))
 
@@ -365,10 +369,6 @@ def branch_create(request: Request, code: str = Form(""), name: str = Form(""), 
 def catalogue_search(request: Request, ctx: Console = Depends(allowed("catalogue", "view")),
                      conn: DB = Depends(get_conn)) -> Response:
     """Search the catalogue, or look up by item barcode, call number or record ID."""
-    from api.catalog import service as catalog
-    from indexer.params import from_params, has_criteria
-    from indexer.query import QueryError
-    from opac.search import search
 
     params = request.query_params
     barcode, call_number, record_id = (params.get(k, "").strip() for k in ("barcode", "call_number", "record_id"))
@@ -399,7 +399,6 @@ def catalogue_search(request: Request, ctx: Console = Depends(allowed("catalogue
 @router.get("/catalogue/records/{record_id}")
 def catalogue_record(record_id: int, request: Request, ctx: Console = Depends(allowed("catalogue", "view")),
                      conn: DB = Depends(get_conn)) -> Response:
-    from api.catalog import service as catalog
 
     return render(request, "catalogue_record.html", ctx, entry=catalog.staff_record(conn, record_id),
                   branches=branches.list_branches(conn, active_only=True), error="")
@@ -411,8 +410,6 @@ def catalogue_add_item(record_id: int, request: Request, barcode: str = Form("")
                        ctx: Console = Depends(allowed("catalogue", "update", post=True)),
                        conn: DB = Depends(get_conn)) -> Response:
     """受入: add a copy."""
-    from api.catalog import service as catalog
-    from api.items import service as items
 
     try:
         if price and not price.isdigit():
@@ -432,8 +429,6 @@ def catalogue_withdraw(barcode: str, request: Request, reason: str = Form(""),
                        ctx: Console = Depends(allowed("catalogue", "update", post=True)),
                        conn: DB = Depends(get_conn)) -> Response:
     """除籍: withdraw a copy, with a reason."""
-    from api.catalog import service as catalog
-    from api.items import service as items
 
     record_id = items.get_item(conn, barcode)["record_id"]
     try:
@@ -448,7 +443,6 @@ def catalogue_withdraw(barcode: str, request: Request, reason: str = Form(""),
 @router.get("/catalogue/records/{record_id}/edit")
 def catalogue_record_edit(record_id: int, request: Request, ctx: Console = Depends(allowed("catalogue", "update")),
                           conn: DB = Depends(get_conn)) -> Response:
-    from api.catalog import service as catalog
 
     return render(request, "catalogue_record_edit.html", ctx, entry=catalog.staff_record(conn, record_id), error="")
 
@@ -459,7 +453,6 @@ def catalogue_record_save(record_id: int, request: Request, title: str = Form(""
                           isbns: str = Form(""), ctx: Console = Depends(allowed("catalogue", "update", post=True)),
                           conn: DB = Depends(get_conn)) -> Response:
     """書誌修正: edit a record's main fields by hand."""
-    from api.catalog import service as catalog
 
     try:
         if year.strip() and not year.strip().isdigit():
@@ -478,7 +471,6 @@ def catalogue_record_save(record_id: int, request: Request, title: str = Form(""
 @router.get("/catalogue/items/{barcode}")
 def catalogue_item(barcode: str, request: Request, ctx: Console = Depends(allowed("catalogue", "view")),
                    conn: DB = Depends(get_conn)) -> Response:
-    from api.items import service as items
 
     item = items.get_item(conn, barcode)
     return render(request, "catalogue_item.html", ctx, item=item, branches=branches.list_branches(conn),
@@ -490,7 +482,6 @@ def catalogue_item_save(barcode: str, request: Request, location: str = Form("")
                         item_type: str = Form("book"), status: str = Form("available"), price: str = Form(""),
                         notes: str = Form(""), ctx: Console = Depends(allowed("catalogue", "update", post=True)),
                         conn: DB = Depends(get_conn)) -> Response:
-    from api.items import service as items
 
     item = items.get_item(conn, barcode)
     try:
@@ -514,7 +505,6 @@ def catalogue_item_transfer(barcode: str, request: Request, branch: str = Form("
                             ctx: Console = Depends(allowed("catalogue", "update", post=True)),
                             conn: DB = Depends(get_conn)) -> Response:
     """所属変更: the copy now belongs to another branch."""
-    from api.items import service as items
 
     try:
         items.transfer_item(conn, ctx.actor(request), barcode, branch)
