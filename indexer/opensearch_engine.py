@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from indexer import analysis
-from indexer.document import GROUPS, SUFFIXES, bigrams, reading_bigrams
+from indexer.document import GROUPS, SUFFIXES
 from indexer.engine import SearchUnavailable
+from indexer.plan import AllOf, Clause, Phrase, Prefix, Term, text_clause
 from indexer.query import (
     MAX_RESULT_WINDOW,
     Bool,
@@ -26,13 +27,11 @@ from indexer.query import (
     Range,
     SearchRequest,
     SearchResult,
-    Text,
 )
 
 SCHEMA_VERSION = 1
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language", "title_exact",
                 "title_sort")
-BOOST = {"c": 3.0, "a": 2.0, "r": 2.0, "rb": 1.0, "bg": 1.0, "exact": 5.0}
 
 
 def mappings() -> dict[str, Any]:
@@ -50,57 +49,26 @@ def mappings() -> dict[str, Any]:
     }
 
 
-def _is_kana(text: str) -> bool:
-    return analysis.is_kana_only(analysis.normalize(text))
-
-
-def _phrase(field: str, tokens: list[str], boost: float = 1.0) -> dict[str, Any]:
-    """A phrase of pre-analysed tokens (joined by spaces: the whitespace analyzer splits them back)."""
-    if len(tokens) == 1:
-        return {"term": {field: {"value": tokens[0], "boost": boost}}}
-    return {"match_phrase": {field: {"query": " ".join(tokens), "boost": boost}}}
+def render(clause: Clause) -> dict[str, Any]:
+    """A plan clause (indexer/plan.py) as OpenSearch query DSL; pre-analysed tokens, no query parser."""
+    if isinstance(clause, Term):
+        return {"term": {clause.field: {"value": clause.value, "boost": clause.boost}}}
+    if isinstance(clause, Phrase):
+        if len(clause.tokens) == 1:
+            return render(Term(clause.field, clause.tokens[0], clause.boost))
+        # joined by spaces: the whitespace analyzer splits them back into the same tokens
+        return {"match_phrase": {clause.field: {"query": " ".join(clause.tokens), "boost": clause.boost}}}
+    if isinstance(clause, Prefix):
+        return {"prefix": {clause.field: clause.value}}
+    if isinstance(clause, AllOf):
+        return {"bool": {"must": [render(c) for c in clause.clauses]}}
+    return _any([render(c) for c in clause.clauses])
 
 
 def _any(clauses: list[dict[str, Any]]) -> dict[str, Any]:
     if not clauses:
         return {"match_none": {}}
     return clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses, "minimum_should_match": 1}}
-
-
-def text_in_group(group: str, node: Text) -> dict[str, Any]:
-    """The same matching rules as the tantivy engine, as OpenSearch query DSL."""
-    normalized = analysis.normalize(node.text).replace(" ", "")
-    if node.mode == "exact" and group == "title":
-        return {"term": {"title_exact": normalized}}
-    if node.mode == "prefix" and group == "title":
-        prefixes: list[dict[str, Any]] = [{"prefix": {"title_exact": normalized}}]
-        if _is_kana(node.text):
-            prefixes.append({"prefix": {"title_sort": analysis.fold_reading(node.text).replace(" ", "")}})
-        return _any(prefixes)
-    a = analysis.analyze_query(node.text)
-    options: list[dict[str, Any]] = []
-    if a.units_c:
-        if node.mode in ("phrase", "exact") and len(a.units_c) > 1:
-            options.append(_phrase(f"{group}_c", a.units_c, BOOST["c"]))
-        else:
-            options.append({"bool": {"must": [_any([
-                {"term": {f"{group}_c": {"value": u, "boost": BOOST["c"]}}},
-                {"term": {f"{group}_a": {"value": u, "boost": BOOST["a"]}}},
-            ]) for u in a.units_c]}})
-    bg = bigrams(normalized)
-    if len(bg) > 1 or (bg and len(bg[0]) == 2):
-        options.append(_phrase(f"{group}_bg", bg))
-    if _is_kana(node.text):
-        rb = reading_bigrams(a.reading)
-        if len(rb) > 1:
-            options.append(_phrase(f"{group}_rb", rb, BOOST["rb"]))
-        elif rb:
-            options.append({"term": {f"{group}_r": rb[0]}})
-        options += [{"term": {f"{group}_r": {"value": t, "boost": BOOST["r"]}}} for t in a.reading.split()]
-    if options and group == "title" and normalized:
-        # A title that is exactly the query ranks above longer titles that contain it.
-        options.append({"term": {"title_exact": {"value": normalized, "boost": BOOST["exact"]}}})
-    return _any(options)
 
 
 def compile_node(node: Node) -> dict[str, Any]:
@@ -126,7 +94,7 @@ def compile_node(node: Node) -> dict[str, Any]:
         bounds = {k: v for k, v in (("gte", node.gte), ("lte", node.lte)) if v is not None}
         return {"range": {node.field: bounds}}
     groups = GROUPS if node.field == "any" else (node.field,)
-    return _any([text_in_group(g, node) for g in groups])
+    return _any([render(text_clause(g, node)) for g in groups])
 
 
 SORTS = {"newest": [{"year": {"order": "desc", "missing": "_last"}}],

@@ -21,8 +21,9 @@ import tantivy
 from tantivy import Occur, Query
 
 from indexer import analysis
-from indexer.document import GROUPS, SUFFIXES, bigrams, reading_bigrams
+from indexer.document import GROUPS, SUFFIXES
 from indexer.engine import SearchUnavailable
+from indexer.plan import AllOf, Clause, Phrase, Prefix, Term, text_clause
 from indexer.query import (
     MAX_RESULT_WINDOW,
     Bool,
@@ -33,12 +34,10 @@ from indexer.query import (
     Range,
     SearchRequest,
     SearchResult,
-    Text,
 )
 
 SCHEMA_VERSION = 1
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language")
-BOOST = {"c": 3.0, "a": 2.0, "r": 2.0, "rb": 1.0, "bg": 1.0, "exact": 5.0}
 RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness target: 2 s)
 
 
@@ -59,10 +58,6 @@ def build_schema() -> tantivy.Schema:
 
 def _phrase(schema: tantivy.Schema, field: str, words: list[str]) -> Query:
     return Query.phrase_query(schema, field, list[Any](words))
-
-
-def _is_kana(text: str) -> bool:
-    return analysis.is_kana_only(analysis.normalize(text))
 
 
 class TantivyEngine:
@@ -222,48 +217,22 @@ class TantivyEngine:
         if isinstance(node, Range):
             return Query.range_query(self.schema, node.field, tantivy.FieldType.Integer, node.gte, node.lte)
         groups = GROUPS if node.field == "any" else (node.field,)
-        return Query.boolean_query([(Occur.Should, self._text_in_group(g, node)) for g in groups])
+        return Query.boolean_query([(Occur.Should, self._render(text_clause(g, node))) for g in groups])
 
-    def _text_in_group(self, group: str, node: Text) -> Any:
+    def _render(self, clause: Clause) -> Any:
         s = self.schema
-        normalized = analysis.normalize(node.text).replace(" ", "")
-        if node.mode == "exact" and group == "title":
-            return Query.term_query(s, "title_exact", normalized)
-        if node.mode == "prefix" and group == "title":
-            folded = analysis.fold_reading(node.text).replace(" ", "") if _is_kana(node.text) else ""
-            options = [(Occur.Should, Query.regex_query(s, "title_exact", re.escape(normalized) + ".*"))]
-            if folded:
-                options.append((Occur.Should, Query.regex_query(s, "title_sort", re.escape(folded) + ".*")))
-            return Query.boolean_query(options)
-        a = analysis.analyze_query(node.text)
-        options = []
-        units = a.units_c
-        if units:
-            if node.mode in ("phrase", "exact") and len(units) > 1:
-                options.append((Occur.Should, Query.boost_query(_phrase(s, f"{group}_c", units), BOOST["c"])))
-            else:
-                per_unit = [Query.boolean_query([
-                    (Occur.Should, Query.boost_query(Query.term_query(s, f"{group}_c", u), BOOST["c"])),
-                    (Occur.Should, Query.boost_query(Query.term_query(s, f"{group}_a", u), BOOST["a"])),
-                ]) for u in units]
-                options.append((Occur.Should, Query.boolean_query([(Occur.Must, q) for q in per_unit])))
-        bg = bigrams(normalized)
-        if len(bg) > 1:
-            options.append((Occur.Should, _phrase(s, f"{group}_bg", bg)))
-        elif len(bg) == 1 and len(bg[0]) == 2:
-            options.append((Occur.Should, Query.term_query(s, f"{group}_bg", bg[0])))
-        if _is_kana(node.text):
-            rb = reading_bigrams(a.reading)
-            if len(rb) > 1:
-                options.append((Occur.Should, Query.boost_query(_phrase(s, f"{group}_rb", rb), BOOST["rb"])))
-            elif rb:
-                options.append((Occur.Should, Query.term_query(s, f"{group}_r", rb[0])))
-            for token in a.reading.split():
-                options.append((Occur.Should, Query.boost_query(Query.term_query(s, f"{group}_r", token), BOOST["r"])))
-        if not options:
+        if isinstance(clause, Term):
+            query = Query.term_query(s, clause.field, clause.value)
+            return Query.boost_query(query, clause.boost) if clause.boost != 1.0 else query
+        if isinstance(clause, Phrase):
+            if len(clause.tokens) == 1:
+                return self._render(Term(clause.field, clause.tokens[0], clause.boost))
+            query = _phrase(s, clause.field, list(clause.tokens))
+            return Query.boost_query(query, clause.boost) if clause.boost != 1.0 else query
+        if isinstance(clause, Prefix):
+            return Query.regex_query(s, clause.field, re.escape(clause.value) + ".*")
+        if isinstance(clause, AllOf):
+            return Query.boolean_query([(Occur.Must, self._render(c)) for c in clause.clauses])
+        if not clause.clauses:
             return Query.empty_query()
-        if group == "title" and normalized:
-            # A title that is exactly the query ranks above longer titles that contain it.
-            options.append((Occur.Should, Query.boost_query(Query.term_query(s, "title_exact", normalized),
-                                                            BOOST["exact"])))
-        return Query.boolean_query(options)
+        return Query.boolean_query([(Occur.Should, self._render(c)) for c in clause.clauses])

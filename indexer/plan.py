@@ -1,0 +1,91 @@
+"""How a text condition matches the pre-analysed fields: one plan, rendered by each engine.
+
+The rules (units C or A, surface bigrams for partial matches inside words, reading bigrams and
+reading tokens for kana queries, an exact-title bonus) live here once, so tantivy and OpenSearch
+cannot drift apart; each engine only translates these clauses into its own query objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from indexer import analysis
+from indexer.document import bigrams, reading_bigrams
+from indexer.query import Text
+
+BOOST = {"c": 3.0, "a": 2.0, "r": 2.0, "rb": 1.0, "bg": 1.0, "exact": 5.0}
+
+
+@dataclass(frozen=True)
+class Term:
+    field: str
+    value: str
+    boost: float = 1.0
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """Tokens in this order, adjacent (a one-token phrase is a term)."""
+
+    field: str
+    tokens: tuple[str, ...]
+    boost: float = 1.0
+
+
+@dataclass(frozen=True)
+class Prefix:
+    field: str
+    value: str
+
+
+@dataclass(frozen=True)
+class AllOf:
+    clauses: tuple[Clause, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one clause; an empty AnyOf matches nothing."""
+
+    clauses: tuple[Clause, ...]
+
+
+Clause = Term | Phrase | Prefix | AllOf | AnyOf
+
+
+def is_kana(text: str) -> bool:
+    return analysis.is_kana_only(analysis.normalize(text))
+
+
+def text_clause(group: str, node: Text) -> Clause:
+    """The clause for `node` within one field group (title, author, publisher, subject, series)."""
+    normalized = analysis.normalize(node.text).replace(" ", "")
+    if node.mode == "exact" and group == "title":
+        return Term("title_exact", normalized)
+    if node.mode == "prefix" and group == "title":
+        prefixes: list[Clause] = [Prefix("title_exact", normalized)]
+        if is_kana(node.text):
+            prefixes.append(Prefix("title_sort", analysis.fold_reading(node.text).replace(" ", "")))
+        return AnyOf(tuple(prefixes))
+    a = analysis.analyze_query(node.text)
+    options: list[Clause] = []
+    if a.units_c:
+        if node.mode in ("phrase", "exact") and len(a.units_c) > 1:
+            options.append(Phrase(f"{group}_c", tuple(a.units_c), BOOST["c"]))
+        else:
+            options.append(AllOf(tuple(AnyOf((Term(f"{group}_c", u, BOOST["c"]), Term(f"{group}_a", u, BOOST["a"])))
+                                       for u in a.units_c)))
+    bg = bigrams(normalized)
+    if len(bg) > 1 or (bg and len(bg[0]) == 2):
+        options.append(Phrase(f"{group}_bg", tuple(bg), BOOST["bg"]))
+    if is_kana(node.text):
+        rb = reading_bigrams(a.reading)
+        if len(rb) > 1:
+            options.append(Phrase(f"{group}_rb", tuple(rb), BOOST["rb"]))
+        elif rb:
+            options.append(Term(f"{group}_r", rb[0]))
+        options += [Term(f"{group}_r", token, BOOST["r"]) for token in a.reading.split()]
+    if options and group == "title" and normalized:
+        # A title that is exactly the query ranks above longer titles that contain it.
+        options.append(Term("title_exact", normalized, BOOST["exact"]))
+    return AnyOf(tuple(options))
