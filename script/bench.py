@@ -290,6 +290,48 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def pg_cpu_seconds(postmaster: int | None) -> float:
+    """CPU time of the embedded PostgreSQL: the postmaster (with its reaped children) and its live children."""
+    if postmaster is None:
+        return 0.0
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(entry.name) == postmaster:
+            ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        elif int(fields[1]) == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class StatementTimer:
+    """Wraps a connection to total, per SQL statement, the wall time and this process's CPU time inside
+    `execute` (parameter conversion and result parsing; the rest is PostgreSQL's work and the round trip)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.spent: dict[str, list[float]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        t0, cpu = time.perf_counter(), time.process_time()
+        try:
+            return self._conn.execute(query, *args, **kwargs)
+        finally:
+            key = " ".join(str(query).split())[:64]
+            totals = self.spent.setdefault(key, [0, 0.0, 0.0])
+            totals[0] += 1
+            totals[1] += time.perf_counter() - t0
+            totals[2] += time.process_time() - cpu
+
+
 def progress(label: str, done: int, total: int, started: float) -> None:
     elapsed = time.perf_counter() - started
     print(f"\r  {label}: {done:>9,}/{total:,}  {done / elapsed if elapsed else 0:>7.0f}/s  "
@@ -297,7 +339,8 @@ def progress(label: str, done: int, total: int, started: float) -> None:
 
 
 def load_catalogue(conn: Any, pools: Pools, n: int, seed: int, batch: int, raw: bool,
-                   rates: list[float] | None = None) -> tuple[float, float, float, Generator]:
+                   rates: list[float] | None = None,
+                   timer: StatementTimer | None = None) -> tuple[float, float, float, Generator]:
     """Generate and import n records; returns (import seconds, import CPU seconds of this process, generation
     seconds, generator). `rates` gets the import rate of each tenth of the load."""
     from api.catalog.importer import run_import
@@ -311,7 +354,7 @@ def load_catalogue(conn: Any, pools: Pools, n: int, seed: int, batch: int, raw: 
         t0 = time.perf_counter()
         chunk = [Imported(gen.record(i), i + 1) for i in range(start, min(n, start + batch))]
         t1, cpu = time.perf_counter(), time.process_time()
-        report = run_import(conn, actor, chunk, origin="bench")  # one batch: fill readings + save_records
+        report = run_import(timer or conn, actor, chunk, origin="bench")  # one batch: readings + save_records
         import_s += time.perf_counter() - t1
         import_cpu += time.process_time() - cpu
         gen_s += t1 - t0
@@ -450,9 +493,10 @@ class Measured:
 
 
 def run_clients(url: str, engines: Callable[[], Any], queries: list[tuple[str, dict[str, str]]], clients: int,
-                per_client: int, offset: int = 0,
-                before_start: Callable[[], None] | None = None) -> tuple[float, list[Measured]]:
-    """`clients` threads, each with its own PostgreSQL connection, running OPAC searches back to back."""
+                per_client: int, offset: int = 0, before_start: Callable[[], None] | None = None,
+                pause: float = 0.0) -> tuple[float, list[Measured]]:
+    """`clients` threads, each with its own PostgreSQL connection, running OPAC searches back to back (or
+    `pause` seconds apart, not counted in the latency)."""
     from indexer.params import from_params
     from opac.search import search
 
@@ -471,6 +515,8 @@ def run_clients(url: str, engines: Callable[[], Any], queries: list[tuple[str, d
                 t0 = time.perf_counter()
                 outcome = search(conn, engine, from_params(params))
                 mine.append(Measured(kind, time.perf_counter() - t0, engine.spent, outcome.result.total))
+                if pause:
+                    time.sleep(pause)
         with lock:
             results.extend(mine)
 
@@ -487,18 +533,19 @@ def run_clients(url: str, engines: Callable[[], Any], queries: list[tuple[str, d
 
 
 def _client_process(url: str, index_dir: str, queries: list[tuple[str, dict[str, str]]], threads: int,
-                    per_client: int, offset: int, barrier: Any, out: Any) -> None:
+                    per_client: int, offset: int, barrier: Any, out: Any, pause: float) -> None:
     """One OPAC server process (as `uvicorn --workers N` runs): its own engine, `threads` clients."""
     from indexer.tantivy_engine import TantivyEngine
 
     engine = TantivyEngine(Path(index_dir))
-    engine.ping()  # open the index before the clock starts
-    _, res = run_clients(url, lambda: engine, queries, threads, per_client, offset, before_start=barrier.wait)
+    run_clients(url, lambda: engine, queries, 1, 20, offset)  # load the dictionary, open the index
+    _, res = run_clients(url, lambda: engine, queries, threads, per_client, offset, before_start=barrier.wait,
+                         pause=pause)
     out.put([(m.kind, m.seconds, m.engine_seconds, m.total) for m in res])
 
 
 def run_processes(url: str, index_dir: Path, queries: list[tuple[str, dict[str, str]]], processes: int,
-                  clients: int, per_client: int) -> tuple[float, list[Measured]]:
+                  clients: int, per_client: int, pause: float = 0.0) -> tuple[float, list[Measured]]:
     """`clients` client threads spread over `processes` processes, so the GIL is not shared by all of them."""
     import multiprocessing
 
@@ -507,7 +554,7 @@ def run_processes(url: str, index_dir: Path, queries: list[tuple[str, dict[str, 
     out = ctx.Queue()
     per_process = clients // processes
     procs = [ctx.Process(target=_client_process, args=(url, str(index_dir), queries, per_process, per_client,
-                                                       k * per_process * per_client, barrier, out))
+                                                       k * per_process * per_client, barrier, out, pause))
              for k in range(processes)]
     for proc in procs:
         proc.start()
@@ -523,7 +570,7 @@ def run_processes(url: str, index_dir: Path, queries: list[tuple[str, dict[str, 
 def latency_row(name: str, n: int, seconds: float | None, lat: list[float]) -> str:
     ms = [x * 1000 for x in lat]
     rate = f"{n / seconds:>7.0f}" if seconds else "      -"
-    return (f"| {name:<44} | {n:>6} | {rate} | {statistics.median(ms):>7.1f} | {pct(ms, 95):>7.1f} "
+    return (f"| {name:<52} | {n:>6} | {rate} | {statistics.median(ms):>7.1f} | {pct(ms, 95):>7.1f} "
             f"| {pct(ms, 99):>7.1f} | {max(ms):>7.1f} |")
 
 
@@ -589,35 +636,40 @@ def freshness(url: str, index_dir: Path, samples: int, interval: float, seed: in
 
 
 def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, queries: int, clients: int,
-                 fresh: int, workdir: Path) -> None:
+                 fresh: int, workdir: Path, postmaster: int | None) -> None:
     from indexer.sync import apply_outbox, rebuild
     from indexer.tantivy_engine import TantivyEngine
 
     index_dir = workdir / "index"
     t0 = time.perf_counter()
     pools = build_pools()
-    pool_s = time.perf_counter() - t0
-    print(f"  pools from the shared data in {pool_s:.1f} s: {len(pools.titles):,} titles, "
+    print(f"  pools from the shared data in {time.perf_counter() - t0:.1f} s: {len(pools.titles):,} titles, "
           f"{len(pools.subtitles):,} subtitles, {len(pools.authors):,} author headings "
           f"({len(pools.families):,} family × {len(pools.givens):,} given names), {len(pools.publishers):,} "
           f"publishers, {len(pools.subjects):,} subjects, {len(pools.series):,} series", file=sys.stderr)
-    phases: list[tuple[str, int, float, float]] = []  # name, n, seconds, CPU seconds of this process
+    # name, n, wall seconds, CPU seconds of this process, CPU seconds of PostgreSQL
+    phases: list[tuple[str, int, float, float, float]] = []
     load_before = os.getloadavg()[0]
     with db.connect(url) as conn:
         import_rates: list[float] = []
-        import_s, import_cpu, gen_s, gen = load_catalogue(conn, pools, records, seed, batch, raw, import_rates)
-        phases.append((f"import: fill readings + save_records, batch {batch:,}", records, import_s, import_cpu))
+        timer = StatementTimer(conn)
+        pg0 = pg_cpu_seconds(postmaster)
+        import_s, import_cpu, gen_s, gen = load_catalogue(conn, pools, records, seed, batch, raw, import_rates,
+                                                          timer)
+        import_pg = pg_cpu_seconds(postmaster) - pg0
+        phases.append((f"import: fill readings + save_records, batch {batch:,}", records, import_s, import_cpu,
+                       import_pg))
         rss_import = rss_mb()
-        t0, cpu = time.perf_counter(), time.process_time()
+        t0, cpu, pg0 = time.perf_counter(), time.process_time(), pg_cpu_seconds(postmaster)
         items = load_items(conn)
         phases.append(("items: one INSERT … SELECT (not in the total)", items, time.perf_counter() - t0,
-                       time.process_time() - cpu))
+                       time.process_time() - cpu, pg_cpu_seconds(postmaster) - pg0))
         t0 = time.perf_counter()
         conn.execute("VACUUM ANALYZE")
         vacuum_s = time.perf_counter() - t0
 
         engine = TantivyEngine(index_dir)
-        t0, cpu = time.perf_counter(), time.process_time()
+        t0, cpu, pg0 = time.perf_counter(), time.process_time(), pg_cpu_seconds(postmaster)
         started = t0
         index_marks: list[tuple[int, float]] = []
 
@@ -628,20 +680,22 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
                 index_marks.append((n, time.perf_counter()))
 
         indexed = rebuild(conn, engine, progress=index_progress)
-        index_s, index_cpu = time.perf_counter() - t0, time.process_time() - cpu
+        index_s, index_cpu, index_pg = (time.perf_counter() - t0, time.process_time() - cpu,
+                                        pg_cpu_seconds(postmaster) - pg0)
         print(file=sys.stderr)
-        phases.append(("index: rebuild into tantivy", indexed, index_s, index_cpu))
+        phases.append(("index: rebuild into tantivy", indexed, index_s, index_cpu, index_pg))
         rss_index = rss_mb()
+        load_after = os.getloadavg()[0]
 
         # The import left one pending outbox row per record: rebuild does not mark them applied, so the
         # worker would index everything a second time. Time that path on a sample, then mark the rest.
         pending = conn.execute("SELECT count(*) AS n FROM search_outbox WHERE applied_at IS NULL").fetchone()["n"]
         sample = min(pending, 20_000)
-        t0, cpu = time.perf_counter(), time.process_time()
+        t0, cpu, pg0 = time.perf_counter(), time.process_time(), pg_cpu_seconds(postmaster)
         applied = 0
         while applied < sample and (n := apply_outbox(conn, engine)):
             applied += n
-        outbox_s, outbox_cpu = time.perf_counter() - t0, time.process_time() - cpu
+        outbox = (time.perf_counter() - t0, time.process_time() - cpu, pg_cpu_seconds(postmaster) - pg0)
         with conn.transaction():
             conn.execute("UPDATE search_outbox SET applied_at = now() WHERE applied_at IS NULL")
         conn.execute("VACUUM ANALYZE search_outbox")
@@ -661,20 +715,33 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
     print(f"\nMachine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} "
           f"GiB; PostgreSQL embedded{' (DATABASE_URL)' if os.environ.get('DATABASE_URL') else ''}; "
           f"seed {seed}; raw MARC {'kept' if raw else 'left out'}; load average {load_before:.1f} before the "
-          f"load, {os.getloadavg()[0]:.1f} after the index (other work on this shared machine: slows the figures).")
+          f"load, {load_after:.1f} after the index (other work on this shared machine slows the figures).")
     print(f"Catalogue: {records:,} records, {items:,} items on {n_branches} service points "
           f"({available:,} records with an available copy). Generation took {gen_s:.0f} s (not counted); "
           f"VACUUM ANALYZE after the load {vacuum_s:.0f} s (not counted).\n")
     index_rates = [(n1 - n0) / (t1 - t0) for (n0, t0), (n1, t1) in
                    itertools.pairwise([(0, started), *index_marks])]
-    phases.append(("import + index (records/s over both)", records, import_s + index_s, import_cpu + index_cpu))
-    phases.append(("apply_outbox (worker path), sample of pending rows", applied, outbox_s, outbox_cpu))
-    print("| phase                                              |         n |  seconds | Python CPU s |  records/s |")
-    print("|----------------------------------------------------|-----------|----------|--------------|------------|")
-    for name, n, secs, cpu_s in phases:
-        print(f"| {name:<50} | {n:>9,} | {secs:>8.1f} | {cpu_s:>12.1f} | {n / secs if secs else 0:>10,.0f} |")
+    phases.append(("import + index (records/s over both)", records, import_s + index_s, import_cpu + index_cpu,
+                   import_pg + index_pg))
+    phases.append(("apply_outbox (worker path), sample of pending rows", applied, *outbox))
+    print("| phase                                              |         n |  seconds | Python CPU s | PostgreSQL "
+          "CPU s |  records/s |")
+    print("|----------------------------------------------------|-----------|----------|--------------|-----------"
+          "-------|------------|")
+    for name, n, secs, cpu_s, pg_s in phases:
+        print(f"| {name:<50} | {n:>9,} | {secs:>8.1f} | {cpu_s:>12.1f} | {pg_s:>16.1f} | "
+              f"{n / secs if secs else 0:>10,.0f} |")
     print(f"\nRecords/s in each tenth of the load: import {', '.join(f'{r:,.0f}' for r in import_rates)}; "
           f"index {', '.join(f'{r:,.0f}' for r in index_rates)}.")
+    print("\nWhere the import's time goes (each statement of save_records; client CPU is parameter conversion "
+          "in this process, the rest is PostgreSQL and the round trip):\n")
+    print("| statement                                                          |  calls | wall s | client CPU s |")
+    print("|--------------------------------------------------------------------|--------|--------|--------------|")
+    for key, (calls, wall, cpu_s) in sorted(timer.spent.items(), key=lambda kv: -kv[1][1])[:6]:
+        print(f"| {key.replace('|', '/'):<66} | {calls:>6,.0f} | {wall:>6.0f} | {cpu_s:>12.0f} |")
+    in_sql = sum(v[1] for v in timer.spent.values())
+    print(f"| {'outside SQL (fill_readings, BibRecord.to_json, run_import)':<66} | {'':>6} | "
+          f"{import_s - in_sql:>6.0f} | {'':>12} |")
     mb = 2**20
     print("\n| size                                  |          MB |")
     print("|---------------------------------------|-------------|")
@@ -693,30 +760,38 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
     shared = TantivyEngine(index_dir)
     print("  search: warming up", file=sys.stderr)
     run_clients(url, lambda: shared, warm, 1, len(warm))
-    runs: list[tuple[str, int, float, list[Measured]]] = []
+    runs: list[tuple[str, int, float, list[Measured], float]] = []
     print("  search: 1 client", file=sys.stderr)
     secs, one = run_clients(url, lambda: shared, mix, 1, len(mix))
-    runs.append(("1 client", len(one), secs, one))
+    runs.append(("1 client", len(one), secs, one, rss_mb()))
     per = max(1, len(mix) // clients)
     print(f"  search: {clients} clients, one shared engine", file=sys.stderr)
     secs, res = run_clients(url, lambda: shared, mix, clients, per)
-    runs.append((f"{clients} clients, one shared engine", len(res), secs, res))
-    print(f"  search: {clients} clients, an engine each", file=sys.stderr)
-    secs, res = run_clients(url, lambda: TantivyEngine(index_dir), mix, clients, per)
-    runs.append((f"{clients} clients, an engine per thread", len(res), secs, res))
+    runs.append((f"{clients} clients, one shared engine", len(res), secs, res, rss_mb()))
     print(f"  search: {clients} clients in 2 processes", file=sys.stderr)
     secs, res = run_processes(url, index_dir, mix, 2, clients, per)
-    runs.append((f"{clients} clients over 2 processes × {clients // 2} threads", len(res), secs, res))
+    runs.append((f"{clients} clients over 2 processes × {clients // 2} threads", len(res), secs, res, 0.0))
+    print(f"  search: {clients} clients in 2 processes, 100 ms apart", file=sys.stderr)
+    secs, res = run_processes(url, index_dir, mix, 2, clients, per, pause=0.1)
+    runs.append(("same, each client pausing 100 ms between searches", len(res), secs, res, 0.0))
+    print(f"  search: {clients} clients, an engine each", file=sys.stderr)
+    secs, res = run_clients(url, lambda: TantivyEngine(index_dir), mix, clients, per)
+    runs.append((f"{clients} clients, an engine per thread (one process)", len(res), secs, res, rss_mb()))
 
     print("\nOPAC search through `opac.search.search` (query parsing and analysis, tantivy with the facets branch, "
-          "available, material_type, ndc_class, year, language, then the PostgreSQL page query; 20 hits a page):\n")
-    print("| clients                                      |      n |   q/s   |  p50 ms |  p95 ms |  p99 ms |  max ms |")
-    print("|----------------------------------------------|--------|---------|---------|---------|---------|---------|")
-    for name, n, secs, res in runs:
-        print(latency_row(name, n, secs, [m.seconds for m in res]))
-    print(latency_row("1 client: engine part only", len(one), None, [m.engine_seconds for m in one]))
+          "available, material_type, ndc_class, year, language, then the PostgreSQL page query; 20 hits a page). "
+          "Peak RSS is this process's after the run (- where the clients ran in child processes):\n")
+    print("| clients                                              |      n |   q/s   |  p50 ms |  p95 ms |  p99 ms "
+          "|  max ms | peak RSS MB |")
+    print("|------------------------------------------------------|--------|---------|---------|---------|---------"
+          "|---------|-------------|")
+    for name, n, secs, res, rss in runs:
+        print(latency_row(name, n, secs, [m.seconds for m in res]) + (f" {rss:>11,.0f} |" if rss else
+                                                                     f" {'-':>11} |"))
+    print(latency_row("1 client: engine part only", len(one), None, [m.engine_seconds for m in one]) +
+          f" {'':>11} |")
     print(latency_row("1 client: PostgreSQL page + parsing", len(one), None,
-                      [m.seconds - m.engine_seconds for m in one]))
+                      [m.seconds - m.engine_seconds for m in one]) + f" {'':>11} |")
 
     print("\nBy kind of query, 1 client:\n")
     print("| query                                    |      n | median hits |  p50 ms |  p95 ms |  p99 ms |  max ms |")
@@ -760,12 +835,13 @@ def main() -> None:
     parser.add_argument("--no-raw", action="store_true", help="search: leave the raw MARC out of the records")
     args = parser.parse_args()
 
-    def run(url: str, workdir: Path) -> None:
+    def run(url: str, workdir: Path, postmaster: int | None = None) -> None:
         if args.what == "audit":
             bench_audit(url, args.scale)
         else:
             bench_search(url, args.records, seed=args.seed, batch=args.batch, raw=not args.no_raw,
-                         queries=args.queries, clients=args.clients, fresh=args.freshness, workdir=workdir)
+                         queries=args.queries, clients=args.clients, fresh=args.freshness, workdir=workdir,
+                         postmaster=postmaster)
 
     url = os.environ.get("DATABASE_URL")
     with tempfile.TemporaryDirectory(prefix="shoka-bench-") as tmp:
@@ -776,7 +852,7 @@ def main() -> None:
         pg.ensure_running()
         try:
             migrate.upgrade(pg.url())
-            run(pg.url(), Path(tmp))
+            run(pg.url(), Path(tmp), int((pg.pgdata / "postmaster.pid").read_text().split()[0]))
         finally:
             db.close_all()
             pg.stop()
