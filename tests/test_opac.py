@@ -37,15 +37,28 @@ def test_opac_role_cannot_write_even_public_tables(seeded: psycopg.Connection, o
             opac.execute("CREATE TABLE stash (x text)")
 
 
-def test_opac_role_cannot_read_patron_or_loan_tables_when_they_exist(seeded: psycopg.Connection,
-                                                                      opac_db_url: str) -> None:
-    """A table created later by the owner, without a grant, is closed to the OPAC by default."""
-    seeded.execute("CREATE TABLE patron (id bigint, name text)")
-    seeded.execute("CREATE TABLE loan (id bigint)")
+def test_opac_role_cannot_read_patron_or_loan_tables(seeded: psycopg.Connection, opac_db_url: str) -> None:
+    """Patron, loan and the other circulation tables are closed to the OPAC; so is a table created
+    later by the owner without a grant."""
+    seeded.execute("CREATE TABLE later_private (id bigint, name text)")
     with psycopg.connect(opac_db_url, autocommit=True) as opac:
-        for table in ("patron", "loan", "audit_log"):
+        for table in ("patron", "patron_block", "loan", "circulation_event", "receipt", "item_transit",
+                      "audit_log", "later_private", "item"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 opac.execute(f"SELECT * FROM {table}")
+
+
+def test_opac_role_sees_no_patron_columns_anywhere(opac_db_url: str) -> None:
+    """No relation the OPAC can read has a column that looks like personal data."""
+    with psycopg.connect(opac_db_url, autocommit=True) as opac:
+        rows = opac.execute(
+            """SELECT c.table_name, c.column_name FROM information_schema.columns c
+               WHERE c.table_schema = 'public'
+                 AND has_table_privilege(current_user, format('%I.%I', c.table_schema, c.table_name), 'SELECT')""").fetchall()
+    readable = {(t, col) for t, col in rows}
+    assert ("opac_holding", "due_date") in readable
+    personal = {"patron_id", "card", "name_reading", "birth_date", "email", "phone", "address", "password_hash"}
+    assert not [pair for pair in readable if pair[1] in personal]
 
 
 def test_top_page_lists_branches_in_japanese_and_english(opac_client: TestClient) -> None:
