@@ -12,9 +12,11 @@ from api.audit.routes import router as audit_api
 from api.auth.routes import router as auth_api
 from api.branches.routes import router as branches_api
 from api.catalog.routes import router as catalog_api
+from api.circulation.routes import router as circulation_api
 from api.config import Settings
 from api.errors import ShokaError
 from api.items.routes import router as items_api
+from api.patrons.routes import router as patrons_api
 from api.web import (
     Templates,
     health_router,
@@ -29,6 +31,8 @@ STAFF_DIR = Path(__file__).resolve().parent.parent / "staff"
 
 
 def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> FastAPI:
+    from staff.counter import router as counter_console
+    from staff.patrons import router as patrons_console
     from staff.routes import router as console
 
     app = FastAPI(title="Shoka internal API", version="1", docs_url="/api/docs", redoc_url=None,
@@ -59,5 +63,9 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
     app.include_router(items_api)
     app.include_router(catalog_api)
     app.include_router(audit_api)
+    app.include_router(patrons_api)
+    app.include_router(circulation_api)
     app.include_router(console)
+    app.include_router(counter_console)
+    app.include_router(patrons_console)
     return app

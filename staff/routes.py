@@ -154,8 +154,6 @@ def home(request: Request, ctx: Console = Depends(signed_in)) -> Response:
 
 
 SECTIONS = {
-    "circulation": ("circulation", "貸出・返却"),
-    "patrons": ("patrons", "利用者"),
     "holds": ("circulation", "予約"),
     "statistics": ("statistics", "統計"),
 }

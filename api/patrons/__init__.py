@@ -1,0 +1,1 @@
+"""Patrons (利用者): registration, search, blocks and lending suspensions (貸出停止)."""
