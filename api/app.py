@@ -31,6 +31,7 @@ STAFF_DIR = Path(__file__).resolve().parent.parent / "staff"
 
 
 def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> FastAPI:
+    from staff.circulation_admin import router as circulation_admin_console
     from staff.counter import router as counter_console
     from staff.patrons import router as patrons_console
     from staff.routes import router as console
@@ -68,4 +69,5 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
     app.include_router(console)
     app.include_router(counter_console)
     app.include_router(patrons_console)
+    app.include_router(circulation_admin_console)
     return app
