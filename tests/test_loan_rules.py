@@ -339,3 +339,14 @@ def test_problem_messages_name_the_rule() -> None:
     assert problems[0].message_ja.startswith("規則 3（利用者区分 child・資料区分 av・館 east）")
     assert "規則 2" in problems[0].message_ja and "rule 2" in problems[0].message_en
     assert "0" in problems[1].message_ja and "is 0" in problems[1].message_en
+
+
+def test_a_fixed_due_date_caps_renewals() -> None:
+    cal = BranchCalendar()
+    term_end = date(2026, 7, 20)
+    rule = LoanRule("group", None, None, renewal_days=30, fixed_due_date=term_end)
+    assert renewal_due_date(rule, date(2026, 7, 1), date(2026, 7, 10), cal) == term_end
+    # Once the term is over the fixed date no longer applies.
+    assert renewal_due_date(rule, date(2026, 8, 1), date(2026, 8, 1), cal) == date(2026, 8, 31)
+    # Never shorter than the current due date.
+    assert renewal_due_date(rule, date(2026, 7, 1), date(2026, 7, 25), cal) == date(2026, 7, 25)

@@ -138,8 +138,12 @@ def due_date(rule: LoanRule, today: date, calendar: BranchCalendar) -> date:
 
 def renewal_due_date(rule: LoanRule, today: date, current_due: date, calendar: BranchCalendar) -> date:
     """延長後の返却期限: today + renewal_days moved to the next open day, never earlier than current_due
-    (a renewal on the day of the loan must not shorten it)."""
-    return max(current_due, calendar.next_open_day(today + timedelta(days=rule.renewal_days)))
+    (a renewal on the day of the loan must not shorten it). A fixed due date still ahead caps the renewal, as
+    Koha's hard due date does: a school's loans all come back at the end of term."""
+    extended = calendar.next_open_day(today + timedelta(days=rule.renewal_days))
+    if rule.fixed_due_date is not None and rule.fixed_due_date >= today:
+        extended = min(extended, calendar.next_open_day(rule.fixed_due_date))
+    return max(current_due, extended)
 
 
 def check_limits(rules: Sequence[LoanRule], patron_category: str, item_type: str, branch: str,

@@ -22,7 +22,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from api.audit import Actor, record
-from api.barcodes.nw7 import BarcodeRule, classify, parse_scan
+from api.barcodes.nw7 import BarcodeRule, classify, parse_scan, rules_for_branch
 from api.barcodes.service import load_rules as load_barcode_rules
 from api.calendar.days import BranchCalendar
 from api.circulation import rules as loan_rules
@@ -253,7 +253,7 @@ def checkout(conn: DB, actor: Actor, patron_card: str, item_barcode: str, *, bra
     bad = overrides - OVERRIDABLE
     if bad:
         raise invalid("override", sorted(bad)[0], "この警告は解除できません。", "this refusal cannot be overridden")
-    barcode_rules = load_barcode_rules(conn)
+    barcode_rules = list(rules_for_branch(load_barcode_rules(conn), branch or staff_branch))
     card = _scan(patron_card, barcode_rules, "patron")
     code = _scan(item_barcode, barcode_rules, "item")
     with conn.transaction():
@@ -351,7 +351,7 @@ def checkin(conn: DB, actor: Actor, item_barcode: str, *, branch: str | None = N
             staff_branch: str | None = None, today: date | None = None) -> CheckinResult:
     """返却: take an item back at the counter's branch; start a transit home when it belongs elsewhere."""
     today = today or date.today()
-    barcode_rules = load_barcode_rules(conn)
+    barcode_rules = list(rules_for_branch(load_barcode_rules(conn), branch or staff_branch))
     code = _scan(item_barcode, barcode_rules, "item")
     with conn.transaction():
         counter_id, _ = counter_branch(conn, branch, staff_branch)
@@ -455,7 +455,7 @@ def renew(conn: DB, actor: Actor, item_barcode: str, *, branch: str | None = Non
           patron_id: int | None = None) -> RenewResult:
     """延長: extend a loan. `patron_id`, when given, must be the borrower (My Library renews only its own)."""
     today = today or date.today()
-    barcode_rules = load_barcode_rules(conn)
+    barcode_rules = list(rules_for_branch(load_barcode_rules(conn), branch or staff_branch))
     code = _scan(item_barcode, barcode_rules, "item")
     with conn.transaction():
         counter_id, counter_code = counter_branch(conn, branch, staff_branch)
