@@ -59,6 +59,8 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
                                                       engine_for(settings).ping)))
     app.add_api_route("/static/staff.css", static_css(STAFF_DIR / "static" / "staff.css"),
                       include_in_schema=False)
+    app.add_api_route("/static/counter.js", static_css(STAFF_DIR / "static" / "counter.js", "text/javascript"),
+                      include_in_schema=False)
     app.include_router(auth_api)
     app.include_router(branches_api)
     app.include_router(items_api)

@@ -201,11 +201,12 @@ def health_router(checks: dict[str, Check]) -> APIRouter:
     return router
 
 
-def static_css(path: Path) -> Callable[[], Response]:
-    css = path.read_text(encoding="utf-8")
+def static_css(path: Path, media_type: str = "text/css") -> Callable[[], Response]:
+    """Serve one small static file (read once at start-up)."""
+    body = path.read_text(encoding="utf-8")
 
     def _serve() -> Response:
-        return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+        return Response(body, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
 
     return _serve
 

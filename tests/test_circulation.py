@@ -327,3 +327,11 @@ def test_checkin_racing_a_renewal_leaves_one_consistent_state(staff_client: Test
     loan = desk.execute("SELECT returned_at, renewals FROM loan").fetchone()
     assert loan["returned_at"] is not None
     assert desk.execute("SELECT status FROM item WHERE barcode = '1001'").fetchone()["status"] == "available"
+
+
+def test_receipts_show_only_the_end_of_a_card() -> None:
+    from api.circulation.receipts import mask_card
+
+    assert mask_card("2000123456789") == "*********6789"
+    assert mask_card("12345") == "*2345"
+    assert mask_card("P001") == "****"

@@ -379,8 +379,13 @@ def checkin(conn: DB, actor: Actor, item_barcode: str, *, branch: str | None = N
                 suspended_until = _suspend_for_overdue(conn, actor, loan["patron_id"], overdue_days, today)
         else:
             transit = conn.execute(
-                "SELECT id, to_branch_id FROM item_transit WHERE item_id = %s AND received_at IS NULL FOR UPDATE",
-                (item["id"],)).fetchone()
+                """SELECT x.id, x.from_branch_id, x.to_branch_id, b.code AS destination
+                   FROM item_transit x JOIN branch b ON b.id = x.to_branch_id
+                   WHERE x.item_id = %s AND x.received_at IS NULL FOR UPDATE OF x""", (item["id"],)).fetchone()
+            if transit is not None and transit["from_branch_id"] == counter_id != transit["to_branch_id"]:
+                # Scanned again where it was sent from: still to go, nothing changes.
+                return CheckinResult(code, item["title"], item["status"], transfer_to=transit["destination"],
+                                     alerts=("not_on_loan", "transfer"))
             if transit is not None and transit["to_branch_id"] == counter_id:
                 conn.execute("UPDATE item_transit SET received_at = now() WHERE id = %s", (transit["id"],))
                 transit_received = True
