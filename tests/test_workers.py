@@ -53,7 +53,42 @@ def test_scheduler_registers_retention_daily(redis_url: str) -> None:
     assert registered["workers.jobs.purge_audit_log"] == "0 18 * * *"
     assert registered["workers.jobs.apply_search_outbox"] is None  # runs on an interval, not a cron
     assert len(registered) == len(SCHEDULE) + 1
+    assert registered["workers.jobs.anonymise_returned_loans"] == "45 17 * * *"
     for job in scheduler.get_jobs():
         if job.cron is None:
             continue
         assert job.next_enqueue_time is not None and job.next_enqueue_time - datetime.now(UTC) <= timedelta(days=1)
+
+
+def test_returned_loans_are_anonymised_unless_the_patron_keeps_history(queue: Queue, seeded: psycopg.Connection,
+                                                                       staff_client, monkeypatch) -> None:
+    from api.circulation import anonymise
+    from tests.conftest import token_for
+    from tests.test_circulation import add_item, add_patron
+
+    with seeded.transaction():
+        add_patron(seeded, "P001")
+        keeper = add_patron(seeded, "P002")
+        seeded.execute("UPDATE patron SET keep_history = true WHERE id = %s", (keeper,))
+        for n in range(1001, 1008):
+            add_item(seeded, str(n))
+    counter = token_for(staff_client, "counter")
+    for card, items in (("P001", ("1001", "1002", "1003", "1004")), ("P002", ("1005", "1006"))):
+        for item in items:
+            assert staff_client.post("/api/v1/circulation/checkout", headers=counter,
+                                     json={"patron": card, "item": item}).status_code == 201
+    for item in ("1001", "1002", "1003", "1005"):
+        staff_client.post("/api/v1/circulation/checkin", headers=counter, json={"item": item})
+    monkeypatch.setattr(anonymise, "BATCH", 2)  # several batches
+    assert _run(queue, jobs.anonymise_returned_loans) == 3
+    rows = seeded.execute("SELECT i.barcode, l.patron_id IS NULL AS anonymous, l.anonymised_at IS NOT NULL AS marked, "
+                          "l.patron_category, l.age_group FROM loan l JOIN item i ON i.id = l.item_id "
+                          "ORDER BY i.barcode").fetchall()
+    anonymous = {r["barcode"] for r in rows if r["anonymous"]}
+    assert anonymous == {"1001", "1002", "1003"}  # P001's returned loans; P002 keeps history; open loans stay
+    assert all(r["marked"] == r["anonymous"] for r in rows)
+    assert all(r["patron_category"] == "general" and r["age_group"] != "" for r in rows)
+    assert _run(queue, jobs.anonymise_returned_loans) == 0
+    # Withdrawing consent takes effect at the next run.
+    seeded.execute("UPDATE patron SET keep_history = false WHERE id = %s", (keeper,))
+    assert _run(queue, jobs.anonymise_returned_loans) == 1

@@ -70,3 +70,21 @@ def verify_audit_log() -> str:
         log.error("audit chain broken at row %s: %s", broken.row_id, broken.reason)
         raise RuntimeError(f"audit chain broken at row {broken.row_id}: {broken.reason}")
     return f"{checked} rows verified"
+
+
+def anonymise_returned_loans() -> int:
+    """Nightly: returned loans lose their patron unless the patron keeps a reading history."""
+    from api.circulation.anonymise import anonymise_returned_loans as anonymise
+
+    with db.connect(database_url(load_settings())) as conn:
+        done = anonymise(conn)
+    log.info("anonymised %d returned loans", done)
+    return done
+
+
+def purge_old_receipts() -> int:
+    """Receipts are kept for reprinting only."""
+    from api.circulation.receipts import purge_old_receipts as purge
+
+    with db.connect(database_url(load_settings())) as conn:
+        return purge(conn)

@@ -15,6 +15,8 @@ SCHEDULE = (
     (jobs.purge_audit_log, "0 18 * * *"),
     (jobs.verify_audit_log, "30 18 * * *"),
     (jobs.prune_search_outbox, "15 18 * * *"),
+    (jobs.anonymise_returned_loans, "45 17 * * *"),
+    (jobs.purge_old_receipts, "50 17 * * *"),
 )
 # Every second: a change is searchable within about two seconds of its commit.
 INTERVALS = ((jobs.apply_search_outbox, 1),)
