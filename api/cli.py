@@ -86,6 +86,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     with database_available(settings) as url:
         _print(demo.load(url))
         _print(demo.load_catalogue(settings, url))
+        _print(demo.load_circulation(settings, url))
     return 0
 
 
