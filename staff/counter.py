@@ -103,12 +103,16 @@ def counter_home() -> Response:
     return RedirectResponse("/circulation/checkout", status_code=303)
 
 
-@router.get("/circulation/{mode}")
-def counter_form(mode: str, request: Request, conn: DB = Depends(get_conn),
-                 ctx: Console = Depends(allowed("circulation", "view"))) -> Response:
-    if mode not in ("checkout", "checkin", "renew"):
-        raise ShokaError("not_found", "そのページはありません。", "No such page.", status=404)
-    return _page(request, ctx, conn, mode)
+def _counter_form(mode: str) -> Any:
+    def page(request: Request, conn: DB = Depends(get_conn),
+             ctx: Console = Depends(allowed("circulation", "view"))) -> Response:
+        return _page(request, ctx, conn, mode)
+
+    return page
+
+
+for _mode in ("checkout", "checkin", "renew"):
+    router.add_api_route(f"/circulation/{_mode}", _counter_form(_mode), methods=["GET"], name=f"counter_{_mode}")
 
 
 @router.post("/circulation/checkout")
@@ -315,3 +319,37 @@ def choose_workstation(request: Request, workstation: str = Form(""), conn: DB =
     else:
         response.delete_cookie(WORKSTATION_COOKIE)
     return response
+
+
+# -- 団体貸出: groups and their loans -------------------------------------------------------------
+
+@router.get("/circulation/groups")
+def group_list(request: Request, conn: DB = Depends(get_conn),
+               ctx: Console = Depends(allowed("circulation", "view"))) -> Response:
+    """Registered groups (schools, reading circles) with how much they have out and when it is due."""
+    groups = conn.execute(
+        """SELECT p.id, p.name, c.name AS category_name, c.name_en AS category_name_en, b.code AS branch,
+                  count(l.id) AS loans, count(l.id) FILTER (WHERE l.due_date < current_date) AS overdue,
+                  min(l.due_date) AS next_due
+           FROM patron p JOIN patron_category c ON c.code = p.category AND c.is_group
+           JOIN branch b ON b.id = p.home_branch_id
+           LEFT JOIN loan l ON l.patron_id = p.id AND l.returned_at IS NULL
+           GROUP BY p.id, c.name, c.name_en, b.code ORDER BY p.reading_key""").fetchall()
+    return render(request, "counter_groups.html", ctx, groups=groups)
+
+
+@router.get("/circulation/groups/{patron_id}")
+def group_loans(patron_id: int, request: Request, conn: DB = Depends(get_conn),
+                ctx: Console = Depends(allowed("circulation", "view"))) -> Response:
+    """One group's loans, for the counter and for the list handed to the school (a view: audited)."""
+    with conn.transaction():
+        group = conn.execute(
+            """SELECT p.id, p.card, p.name, p.contact_name, p.phone, p.expires_on, c.name AS category_name,
+                      c.name_en AS category_name_en
+               FROM patron p JOIN patron_category c ON c.code = p.category AND c.is_group WHERE p.id = %s""",
+            (patron_id,)).fetchone()
+        if group is None:
+            raise ShokaError("not_found", "その団体はありません。", "No such group.", status=404)
+        record(conn, ctx.actor(request), "patron.view", "patron", group["card"], {"id": patron_id, "via": "group"})
+    return render(request, "counter_group.html", ctx, group=group,
+                  loans=service.patron_loans(conn, patron_id, date.today()))

@@ -8,6 +8,8 @@ import socket
 import socketserver
 import threading
 from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import ClassVar
 
 import psycopg
 import pytest
@@ -116,7 +118,7 @@ def test_checkin_and_renew_screens(clerk: tuple[TestClient, str], desk: psycopg.
 
 
 class _Printer(socketserver.BaseRequestHandler):
-    received: list[bytes] = []
+    received: ClassVar[list[bytes]] = []
 
     def handle(self) -> None:
         chunks = []
@@ -197,3 +199,29 @@ def test_counter_pages_need_circulation_rights(staff_client: TestClient, desk: p
     assert resp.status_code == 403
     resp = staff_client.post("/circulation/checkout", data={"csrf_token": "wrong", "patron": "P001"})
     assert resp.status_code == 403
+
+
+def test_group_lending_list(clerk: tuple[TestClient, str], desk: psycopg.Connection) -> None:
+    client, csrf = clerk
+    with desk.transaction():
+        group = add_patron(desk, "G001", category="group", birth_date=None)
+        desk.execute("UPDATE patron SET name = '第一小学校', contact_name = '木村' WHERE id = %s", (group,))
+        desk.execute("INSERT INTO loan_rule (patron_category, loan_days, max_loans, renewals, renewal_days) "
+                     "VALUES ('group', 30, 100, 0, 30)")
+    page = scan(client, csrf, "checkout", patron="G001")
+    assert "第一小学校" in page and "団体" in page
+    for n in ("1001", "1002", "1003"):
+        page = scan(client, csrf, "checkout", patron="G001", item=n)
+        assert alert_codes(page) == ["checkout"]
+    due = desk.execute("SELECT DISTINCT due_date FROM loan").fetchall()
+    assert [r["due_date"] for r in due] == [date.today() + timedelta(days=30)]
+    listing = client.get("/circulation/groups")
+    assert listing.status_code == 200 and "第一小学校" in listing.text
+    assert f"/circulation/groups/{group}" in listing.text
+    detail = client.get(f"/circulation/groups/{group}")
+    assert detail.status_code == 200 and "木村" in detail.text and detail.text.count("坊っちゃん") == 3
+    assert desk.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'patron.view' AND subject_id = 'G001'"
+                        ).fetchone()["n"] == 2  # brought up at the counter, then the group's list
+    assert client.get("/circulation/groups/999999").status_code == 404
+    events = desk.execute("SELECT bool_and(is_group) AS g FROM circulation_event").fetchone()
+    assert events["g"] is True
