@@ -225,3 +225,14 @@ def test_group_lending_list(clerk: tuple[TestClient, str], desk: psycopg.Connect
     assert client.get("/circulation/groups/999999").status_code == 404
     events = desk.execute("SELECT bool_and(is_group) AS g FROM circulation_event").fetchone()
     assert events["g"] is True
+
+
+def test_session_expiring_mid_visit_makes_no_loan(clerk: tuple[TestClient, str], desk: psycopg.Connection) -> None:
+    client, csrf = clerk
+    scan(client, csrf, "checkout", patron="P001")
+    desk.execute("UPDATE staff_session SET last_seen_at = now() - interval '31 minutes'")
+    resp = client.post("/circulation/checkout", data={"csrf_token": csrf, "patron": "P001", "item": "1001"},
+                       follow_redirects=False)
+    assert resp.status_code == 303 and resp.headers["location"] == "/login?expired=1"
+    assert desk.execute("SELECT count(*) AS n FROM loan").fetchone()["n"] == 0
+    assert "P001" not in resp.headers["location"]
