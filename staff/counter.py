@@ -72,7 +72,7 @@ def _patron_panel(conn: DB, card: str, today: date) -> dict[str, Any] | None:
     if row is None:
         return None
     standing = patrons.standing(conn, row["id"], today)
-    return {"row": row, "standing": standing, "loans": service.patron_loans(conn, row["id"], today)}
+    return {"row": row, "standing": standing, "loans": patrons.current_loans(conn, row["id"], today)}
 
 
 # When several alerts come at once, the one that needs the clerk most sets the sound.
@@ -352,4 +352,4 @@ def group_loans(patron_id: int, request: Request, conn: DB = Depends(get_conn),
             raise ShokaError("not_found", "その団体はありません。", "No such group.", status=404)
         record(conn, ctx.actor(request), "patron.view", "patron", group["card"], {"id": patron_id, "via": "group"})
     return render(request, "counter_group.html", ctx, group=group,
-                  loans=service.patron_loans(conn, patron_id, date.today()))
+                  loans=patrons.current_loans(conn, patron_id, date.today()))

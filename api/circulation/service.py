@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import DictRow
@@ -28,6 +27,7 @@ from api.calendar.days import BranchCalendar
 from api.circulation import rules as loan_rules
 from api.circulation.rules import LoanRule
 from api.errors import ShokaError, invalid
+from api.patrons.service import Standing, age_group, standing
 
 DB = Connection[DictRow]
 
@@ -148,25 +148,18 @@ def _unknown_patron(conn: DB, code: str, barcode_rules: list[BarcodeRule]) -> Sh
 
 # -- patron standing --------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Standing:
-    """What the counter must know about a patron before lending (pure data)."""
-
-    expires_on: date | None
-    manual_blocks: tuple[str, ...] = ()          # reasons
-    suspended_until: date | None = None          # 貸出停止: last day of the suspension
-    overdue_loans: int = 0
-
-
 def patron_refusals(standing: Standing, today: date) -> list[ShokaError]:
-    """Every reason the patron may not borrow today, most serious first."""
+    """Every reason the patron may not borrow today, most serious first (pure)."""
     out: list[ShokaError] = []
-    if standing.manual_blocks:
-        reasons = "、".join(standing.manual_blocks)
+    manual = [b.reason for b in standing.blocks if b.kind == "manual" and b.active_on(today)]
+    if manual:
+        reasons = "、".join(manual)
         out.append(refusal("patron_blocked", f"この利用者は貸出が止められています（{reasons}）。",
                            f"This patron is blocked ({reasons}).", field="patron"))
-    if standing.suspended_until is not None and standing.suspended_until >= today:
-        until = standing.suspended_until.isoformat()
+    suspensions = [b for b in standing.blocks if b.kind == "suspension" and b.active_on(today)]
+    if suspensions:
+        ends = [b.ends_on for b in suspensions]
+        until = "—" if None in ends else max(e for e in ends if e is not None).isoformat()
         out.append(refusal("patron_suspended", f"貸出停止中です（{until} まで）。",
                            f"Lending is suspended until {until}.", field="patron"))
     if standing.expires_on is not None and standing.expires_on < today:
@@ -177,35 +170,6 @@ def patron_refusals(standing: Standing, today: date) -> list[ShokaError]:
         out.append(refusal("patron_has_overdue", f"返却期限を過ぎた資料が {standing.overdue_loans} 点あります。",
                            f"The patron has {standing.overdue_loans} overdue item(s).", field="patron"))
     return out
-
-
-def _standing(conn: DB, patron: DictRow, today: date) -> Standing:
-    row = conn.execute(
-        """SELECT
-             (SELECT coalesce(array_agg(reason ORDER BY id), '{}') FROM patron_block
-               WHERE patron_id = %(p)s AND lifted_at IS NULL AND kind = 'manual'
-                 AND starts_on <= %(t)s AND (ends_on IS NULL OR ends_on >= %(t)s)) AS blocks,
-             (SELECT max(coalesce(ends_on, DATE '9999-12-31')) FROM patron_block
-               WHERE patron_id = %(p)s AND lifted_at IS NULL AND kind = 'suspension'
-                 AND starts_on <= %(t)s AND (ends_on IS NULL OR ends_on >= %(t)s)) AS suspended_until,
-             (SELECT count(*) FROM loan WHERE patron_id = %(p)s AND returned_at IS NULL
-                AND due_date < %(t)s) AS overdue""", {"p": patron["id"], "t": today}).fetchone()
-    assert row is not None
-    return Standing(patron["expires_on"], tuple(row["blocks"]), row["suspended_until"], int(row["overdue"]))
-
-
-def age_group(birth_date: date | None, on: date) -> str:
-    """The statistics age band (年齢層) on a given day; the birth date itself is not kept with loans."""
-    if birth_date is None:
-        return "unknown"
-    age = on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
-    for upper, label in ((5, "0-5"), (12, "6-12"), (15, "13-15"), (18, "16-18")):
-        if age <= upper:
-            return label
-    if age >= 70:
-        return "70+"
-    decade = age // 10 * 10
-    return "19-29" if age < 30 else f"{decade}-{decade + 9}"
 
 
 # -- check-out --------------------------------------------------------------------------------------
@@ -283,7 +247,7 @@ def checkout(conn: DB, actor: Actor, patron_card: str, item_barcode: str, *, bra
                 raise refusal("hold_waiting", "この資料は他の利用者の予約で確保されています。",
                               "This item is kept on the hold shelf for another patron.", field="item")
         applied: list[str] = []
-        for problem in patron_refusals(_standing(conn, patron, today), today):
+        for problem in patron_refusals(standing(conn, patron["id"], today), today):
             if problem.code not in overrides:
                 raise problem
             applied.append(problem.code)
@@ -474,8 +438,8 @@ def renew(conn: DB, actor: Actor, item_barcode: str, *, branch: str | None = Non
         if loan is None or (patron_id is not None and loan["patron_id"] != patron_id):
             raise refusal("item_not_on_loan", f"資料「{code}」は貸出中ではありません。",
                           f"Item {code!r} is not on loan.", field="item")
-        standing = _standing(conn, {"id": loan["patron_id"], "expires_on": loan["expires_on"]}, today)
-        blocking = [p for p in patron_refusals(standing, today) if p.code != "patron_has_overdue"]
+        blocking = [p for p in patron_refusals(standing(conn, loan["patron_id"], today), today)
+                    if p.code != "patron_has_overdue"]
         if blocking:
             raise refusal("renewal_refused", f"延長できません: {blocking[0].message_ja}",
                           f"Cannot renew: {blocking[0].message_en}", field="item")
@@ -491,16 +455,3 @@ def renew(conn: DB, actor: Actor, item_barcode: str, *, branch: str | None = Non
         _event(conn, "renew", counter_id, loan["category"], age_group(loan["birth_date"], today), item,
                loan["is_group"])
         return RenewResult(int(loan["id"]), code, item["title"], due, int(loan["renewals"]) + 1)
-
-
-# -- reading the counter's view -----------------------------------------------------------------------
-
-def patron_loans(conn: DB, patron_id: int, today: date | None = None) -> list[dict[str, Any]]:
-    """The patron's current loans with titles and due dates (one query)."""
-    today = today or date.today()
-    rows = conn.execute(
-        """SELECT l.id, i.barcode, r.title, l.due_date, l.renewals, l.checked_out_at, i.item_type, b.code AS branch
-           FROM loan l JOIN item i ON i.id = l.item_id JOIN bib_record r ON r.id = i.record_id
-           JOIN branch b ON b.id = l.branch_id
-           WHERE l.patron_id = %s AND l.returned_at IS NULL ORDER BY l.due_date, l.id""", (patron_id,)).fetchall()
-    return [{**dict(r), "overdue": r["due_date"] < today} for r in rows]

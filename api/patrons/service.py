@@ -252,6 +252,7 @@ class CurrentLoan:
     due_date: date
     renewals: int
     overdue: bool
+    branch: str = ""   # the lending branch
 
 
 @dataclass(frozen=True)
@@ -631,9 +632,11 @@ def current_loans(conn: DB, patron_id: int, today: date | None = None) -> list[C
     """The patron's loans not yet returned, oldest due date first (for a group: the 団体貸出 list)."""
     today = today or date.today()
     rows = conn.execute(
-        """SELECT l.id, i.barcode, r.title, l.checked_out_at, l.due_date, l.renewals, l.due_date < %s AS overdue
+        """SELECT l.id, i.barcode, r.title, l.checked_out_at, l.due_date, l.renewals, l.due_date < %s AS overdue,
+                  b.code AS branch
            FROM loan l JOIN item i ON i.id = l.item_id JOIN bib_record r ON r.id = i.record_id
+           JOIN branch b ON b.id = l.branch_id
            WHERE l.patron_id = %s AND l.returned_at IS NULL ORDER BY l.due_date, l.id""",
         (today, patron_id)).fetchall()
     return [CurrentLoan(int(r["id"]), r["barcode"], r["title"], r["checked_out_at"], r["due_date"],
-                        int(r["renewals"]), bool(r["overdue"])) for r in rows]
+                        int(r["renewals"]), bool(r["overdue"]), r["branch"]) for r in rows]
