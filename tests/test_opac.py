@@ -43,7 +43,8 @@ def test_opac_role_cannot_read_patron_or_loan_tables(seeded: psycopg.Connection,
     seeded.execute("CREATE TABLE later_private (id bigint, name text)")
     with psycopg.connect(opac_db_url, autocommit=True) as opac:
         for table in ("patron", "patron_block", "loan", "circulation_event", "receipt", "item_transit",
-                      "audit_log", "later_private", "item"):
+                      "audit_log", "later_private", "item", "hold", "patron_session", "notice", "purchase_request",
+                      "locker_compartment"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 opac.execute(f"SELECT * FROM {table}")
 
