@@ -15,6 +15,7 @@ from api.catalog.routes import router as catalog_api
 from api.circulation.routes import router as circulation_api
 from api.config import Settings
 from api.errors import ShokaError
+from api.holds.routes import router as holds_api
 from api.items.routes import router as items_api
 from api.patrons.routes import router as patrons_api
 from api.web import (
@@ -68,6 +69,7 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
     app.include_router(audit_api)
     app.include_router(patrons_api)
     app.include_router(circulation_api)
+    app.include_router(holds_api)
     app.include_router(console)
     app.include_router(counter_console)
     app.include_router(patrons_console)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import DictRow
@@ -61,21 +62,30 @@ class HoldInfo:
     patron_id: int | None = None
 
 
+def _holds() -> Any:
+    from api.holds import service as holds  # holds build on circulation: imported when first needed
+
+    return holds
+
+
 @dataclass
 class HoldHooks:
-    """Where the holds domain plugs into circulation. The defaults know no holds.
+    """Where the holds domain (api/holds/service.py) plugs into circulation; replaceable in tests.
 
     - `waiting_for`: the hold an item on the hold shelf is kept for (check-out to anyone else is refused);
     - `holds_waiting`: how many holds wait on the loan's record/item (renewal is refused when any);
     - `trap`: at check-in, decide whether the item fills a hold; it may change the item's status and
-      returns the hold (the check-in answer carries it).
+      returns the hold (the check-in answer carries it);
+    - `fulfilled`: after a check-out, the patron's own hold on that title is collected (returns its id).
     """
 
-    waiting_for: Callable[[DB, DictRow], HoldInfo | None] = lambda conn, item: None
-    holds_waiting: Callable[[DB, int, int], int] = lambda conn, record_id, item_id: 0
-    trap: Callable[[DB, DictRow, int], HoldInfo | None] = lambda conn, item, branch_id: None
-    # Called after a hold patron collects the item at check-out (the hold becomes collected).
-    collected: Callable[[DB, HoldInfo], None] = lambda conn, hold: None
+    waiting_for: Callable[[DB, DictRow], HoldInfo | None] = lambda conn, item: _holds().waiting_for(conn, item)
+    holds_waiting: Callable[[DB, int, int], int] = (
+        lambda conn, record_id, item_id: _holds().holds_waiting(conn, record_id, item_id))
+    trap: Callable[[DB, DictRow, int], HoldInfo | None] = (
+        lambda conn, item, branch_id: _holds().trap(conn, item, branch_id))
+    fulfilled: Callable[[DB, int, DictRow], int | None] = (
+        lambda conn, patron_id, item: _holds().fulfilled(conn, patron_id, item))
 
 
 hooks = HoldHooks()
@@ -279,12 +289,11 @@ def checkout(conn: DB, actor: Actor, patron_card: str, item_barcode: str, *, bra
         _event(conn, "checkout", counter_id, patron["category"], group, item, patron["is_group"])
         if item["status"] == "available" or item["status"] == "on_hold_shelf":
             conn.execute("INSERT INTO search_outbox (record_id) VALUES (%s)", (item["record_id"],))
-        if hold is not None:
-            hooks.collected(conn, hold)
+        collected = hooks.fulfilled(conn, patron["id"], item)
         if applied:
             record(conn, actor, "loan.override", "item", code, {"overridden": applied, "branch": counter_code})
         return CheckoutResult(int(row["id"]), due, code, item["title"], overridden=tuple(applied),
-                              hold_collected=hold.id if hold else None)
+                              hold_collected=collected)
 
 
 def _event(conn: DB, kind: str, branch: int, category: str | None, group: str | None, item: DictRow,
