@@ -16,6 +16,8 @@ from api.circulation.routes import router as circulation_api
 from api.config import Settings
 from api.errors import ShokaError
 from api.holds.routes import router as holds_api
+from api.internal.requests import router as internal_requests_api
+from api.internal.routes import router as internal_api
 from api.items.routes import router as items_api
 from api.patrons.routes import router as patrons_api
 from api.web import (
@@ -34,7 +36,10 @@ STAFF_DIR = Path(__file__).resolve().parent.parent / "staff"
 def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> FastAPI:
     from staff.circulation_admin import router as circulation_admin_console
     from staff.counter import router as counter_console
+    from staff.holds import router as holds_console
+    from staff.lockers import router as lockers_console
     from staff.patrons import router as patrons_console
+    from staff.requests import router as requests_console
     from staff.routes import router as console
 
     app = FastAPI(title="Shoka internal API", version="1", docs_url="/api/docs", redoc_url=None,
@@ -74,4 +79,9 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
     app.include_router(counter_console)
     app.include_router(patrons_console)
     app.include_router(circulation_admin_console)
+    app.include_router(holds_console)
+    app.include_router(lockers_console)
+    app.include_router(requests_console)
+    app.include_router(internal_api)
+    app.include_router(internal_requests_api)
     return app

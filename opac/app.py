@@ -119,4 +119,9 @@ def create_opac_app(settings: Settings, opac_database_url: str, redis_url: str) 
             raise not_found("record", str(record_id))
         return record
 
+    from opac.mylibrary import router as mylibrary
+    from opac.requests import router as requests_form
+
+    app.include_router(mylibrary)
+    app.include_router(requests_form)
     return app

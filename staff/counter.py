@@ -99,7 +99,7 @@ def _page(request: Request, ctx: Console, conn: DB, mode: str, **context: Any) -
 
 
 @router.get("/circulation")
-def counter_home() -> Response:
+def counter_home(ctx: Console = Depends(allowed("circulation", "view"))) -> Response:
     return RedirectResponse("/circulation/checkout", status_code=303)
 
 
