@@ -3,6 +3,9 @@
   audit   audit-log appends (1 and 20 concurrent writers), chain verification, session lookup
   search  synthetic catalogue (default 1,000,000 records) built from the shared real data: import and index
           throughput, index and table sizes, memory, OPAC search latency at 1 and 16 clients, freshness
+  circulation  Nagano-scale circulation data (--scale is the fraction of Nagano, default 1): check-out, check-in
+          and renewal latency with 1 and 20 clients, in-process and over the staff app's HTTP API
+          (script/bench_circulation.py)
 """
 
 from __future__ import annotations
@@ -824,8 +827,9 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["audit", "search"])
-    parser.add_argument("--scale", type=int, default=2000, help="audit: operations per writer")
+    parser.add_argument("what", choices=["audit", "search", "circulation"])
+    parser.add_argument("--scale", type=float, default=None,
+                        help="audit: operations per writer (2000); circulation: fraction of Nagano (1.0)")
     parser.add_argument("--records", type=int, default=1_000_000, help="search: catalogue size (e.g. 3650000)")
     parser.add_argument("--batch", type=int, default=1000, help="search: records per save_records transaction")
     parser.add_argument("--queries", type=int, default=2000, help="search: queries per latency run")
@@ -837,7 +841,12 @@ def main() -> None:
 
     def run(url: str, workdir: Path, postmaster: int | None = None) -> None:
         if args.what == "audit":
-            bench_audit(url, args.scale)
+            bench_audit(url, int(args.scale or 2000))
+        elif args.what == "circulation":
+            from bench_circulation import bench_circulation
+
+            bench_circulation(url, 1.0 if args.scale is None else args.scale, workdir, seed=args.seed,
+                              postmaster=postmaster)
         else:
             bench_search(url, args.records, seed=args.seed, batch=args.batch, raw=not args.no_raw,
                          queries=args.queries, clients=args.clients, fresh=args.freshness, workdir=workdir,
