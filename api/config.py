@@ -7,7 +7,7 @@ command run beside `shoka serve` finds the same data directory and services.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -46,6 +46,14 @@ class Settings:
     redis_url: str | None
     opensearch_url: str | None
     library_name: str
+    # The OPAC's channel to the internal API (My Library): where it is and the shared service token.
+    internal_url: str = ""
+    service_token: str | None = field(default=None, repr=False)
+
+    @property
+    def internal_base_url(self) -> str:
+        """SHOKA_INTERNAL_URL, or the staff app on this machine."""
+        return (self.internal_url or f"http://127.0.0.1:{self.staff_port}").rstrip("/")
 
     @property
     def embedded_postgres(self) -> bool:
@@ -70,14 +78,17 @@ class Settings:
 
 def load_settings() -> Settings:
     data_dir = Path(os.environ.get("SHOKA_DATA_DIR") or "var").expanduser().absolute()
+    staff_port = _port("SHOKA_STAFF_PORT", 8001)
     return Settings(
         data_dir=data_dir,
         host=os.environ.get("SHOKA_HOST") or "127.0.0.1",
         opac_port=_port("SHOKA_OPAC_PORT", 8000),
-        staff_port=_port("SHOKA_STAFF_PORT", 8001),
+        staff_port=staff_port,
         database_url=_url("DATABASE_URL", ("postgresql", "postgres")),
         opac_database_url=_url("OPAC_DATABASE_URL", ("postgresql", "postgres")),
         redis_url=_url("REDIS_URL", ("redis", "rediss", "unix")),
         opensearch_url=_url("OPENSEARCH_URL", ("http", "https")) or _url("SEARCH_URL", ("http", "https")),
         library_name=os.environ.get("SHOKA_LIBRARY_NAME") or "書架市立図書館",
+        internal_url=_url("SHOKA_INTERNAL_URL", ("http", "https")) or f"http://127.0.0.1:{staff_port}",
+        service_token=os.environ.get("SHOKA_SERVICE_TOKEN") or None,
     )

@@ -13,15 +13,16 @@ _DUMMY_HASH = _hasher.hash("shoka-timing-equaliser")
 MIN_LENGTH = 10
 
 
-def hash_password(password: str) -> str:
-    check_strength(password)
+def hash_password(password: str, min_length: int = MIN_LENGTH) -> str:
+    """Argon2id hash; `min_length` is lower for patrons' My Library passwords (8) than for staff (10)."""
+    check_strength(password, min_length)
     return _hasher.hash(password)
 
 
-def check_strength(password: str) -> None:
-    if len(password) < MIN_LENGTH:
-        raise ShokaError("weak_password", f"パスワードは{MIN_LENGTH}文字以上にしてください。",
-                         f"The password must have at least {MIN_LENGTH} characters.",
+def check_strength(password: str, min_length: int = MIN_LENGTH) -> None:
+    if len(password) < min_length:
+        raise ShokaError("weak_password", f"パスワードは{min_length}文字以上にしてください。",
+                         f"The password must have at least {min_length} characters.",
                          status=422, field="password")
 
 
