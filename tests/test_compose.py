@@ -149,6 +149,27 @@ def opac_environment_problems(compose: dict[str, Any]) -> list[str]:
     return problems
 
 
+SERVICE_TOKEN_HOLDERS = ("staff", "opac")
+
+
+def service_channel_problems(compose: dict[str, Any]) -> list[str]:
+    """My Library: the OPAC reaches the staff app's internal API with the service token, and no other
+    service holds that token (a worker compromise must not reach the OPAC's channel)."""
+    services = compose["services"]
+    problems = []
+    for name in SERVICE_TOKEN_HOLDERS:
+        value = service_environment(services[name]).get("SHOKA_SERVICE_TOKEN", "")
+        if referenced_variables(value) != {"SHOKA_SERVICE_TOKEN": True}:
+            problems.append(f"{name}'s SHOKA_SERVICE_TOKEN is not the required ${{SHOKA_SERVICE_TOKEN}}: {value!r}")
+    for name, service in services.items():
+        if name not in SERVICE_TOKEN_HOLDERS and "SHOKA_SERVICE_TOKEN" in service_environment(service):
+            problems.append(f"{name} receives SHOKA_SERVICE_TOKEN")
+    url = service_environment(services["opac"]).get("SHOKA_INTERNAL_URL", "")
+    if "staff:8001" not in url:
+        problems.append(f"opac's SHOKA_INTERNAL_URL does not point at staff:8001: {url!r}")
+    return problems
+
+
 def named_volume_problems(compose: dict[str, Any]) -> list[str]:
     declared = set((compose.get("volumes") or {}).keys())
     problems = []
@@ -200,6 +221,12 @@ def test_long_running_services_have_healthchecks_and_restart(compose: dict[str, 
 
 def test_opac_gets_no_main_database_credentials(compose: dict[str, Any]) -> None:
     assert opac_environment_problems(compose) == []
+
+
+def test_opac_reaches_the_internal_api_with_the_service_token(compose: dict[str, Any]) -> None:
+    assert service_channel_problems(compose) == []
+    assert service_environment(compose["services"]["opac"]).get("SHOKA_COOKIE_SECURE") == "true"
+    assert parse_env_file(ENV_EXAMPLE)["SHOKA_SERVICE_TOKEN"].startswith("change-me")
 
 
 def test_internal_services_use_the_main_database(services: dict[str, Any]) -> None:
@@ -311,6 +338,20 @@ def test_check_rejects_opac_url_with_main_user(compose: dict[str, Any]) -> None:
     problems = opac_environment_problems(broken)
     assert "opac's OPAC_DATABASE_URL does not use ${OPAC_DB_USER}" in problems
     assert any("POSTGRES_PASSWORD" in p for p in problems)
+
+
+def test_check_rejects_a_broken_service_channel(compose: dict[str, Any]) -> None:
+    broken = copy.deepcopy(compose)
+    broken["services"]["worker"]["environment"]["SHOKA_SERVICE_TOKEN"] = "${SHOKA_SERVICE_TOKEN}"
+    del broken["services"]["opac"]["environment"]["SHOKA_SERVICE_TOKEN"]
+    broken["services"]["staff"]["environment"]["SHOKA_SERVICE_TOKEN"] = "${SHOKA_SERVICE_TOKEN:-weak}"
+    broken["services"]["opac"]["environment"]["SHOKA_INTERNAL_URL"] = "http://postgres:5432"
+    problems = service_channel_problems(broken)
+    assert "worker receives SHOKA_SERVICE_TOKEN" in problems
+    assert any(p.startswith("opac's SHOKA_SERVICE_TOKEN") for p in problems)
+    assert any(p.startswith("staff's SHOKA_SERVICE_TOKEN") for p in problems)
+    assert any(p.startswith("opac's SHOKA_INTERNAL_URL") for p in problems)
+    assert len(problems) == 4
 
 
 def test_check_rejects_missing_healthcheck_and_service(compose: dict[str, Any]) -> None:

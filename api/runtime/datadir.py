@@ -37,7 +37,8 @@ def prepare(data_dir: Path) -> Path:
 def load_secrets(data_dir: Path) -> dict[str, str]:
     """Passwords for the embedded services, generated once and kept in secrets.json (mode 0600)."""
     path = data_dir / "secrets.json"
-    wanted = ("postgres_password", "opac_password", "valkey_password")
+    # service_token: the OPAC's key to the internal API (My Library); only the two web apps get it.
+    wanted = ("postgres_password", "opac_password", "valkey_password", "service_token")
     with locked(data_dir / ".secrets.lock"):
         values: dict[str, str] = {}
         if path.exists():

@@ -19,7 +19,7 @@ from types import FrameType
 
 from api import migrate
 from api.config import Settings
-from api.runtime.datadir import DataDirError, ServeInfo, ServeLock, prepare
+from api.runtime.datadir import DataDirError, ServeInfo, ServeLock, load_secrets, prepare
 from api.runtime.postgres import OPAC_ROLE, EmbeddedPostgres
 from api.runtime.process import die_with_parent, port_free, port_listener
 from api.runtime.valkey import EmbeddedValkey
@@ -125,12 +125,18 @@ def serve(settings: Settings, out: logging.Logger | None = None) -> int:
         else:
             redis_url = settings.redis_url or ""
 
-        base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "OPAC_DATABASE_URL", "REDIS_URL")}
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("DATABASE_URL", "OPAC_DATABASE_URL", "REDIS_URL", "SHOKA_SERVICE_TOKEN")}
         base.update(SHOKA_DATA_DIR=str(settings.data_dir), REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
         internal = {**base, "DATABASE_URL": db_url}
+        # The OPAC's channel to the internal API (My Library): both web apps share the service token.
+        staff_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+        channel = {"SHOKA_SERVICE_TOKEN": settings.service_token or load_secrets(settings.data_dir)["service_token"],
+                   "SHOKA_INTERNAL_URL": os.environ.get("SHOKA_INTERNAL_URL")
+                   or f"http://{staff_host}:{settings.staff_port}"}
         # The OPAC gets only its read-only role: no credential that could reach patron tables.
-        public = {**base, "OPAC_DATABASE_URL": opac_url}
-        children = [Child("staff", internal), Child("opac", public), Child("worker", internal),
+        public = {**base, **channel, "OPAC_DATABASE_URL": opac_url}
+        children = [Child("staff", {**internal, **channel}), Child("opac", public), Child("worker", internal),
                     Child("scheduler", internal)]
         for child in children:
             child.start()
