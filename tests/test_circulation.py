@@ -335,3 +335,20 @@ def test_receipts_show_only_the_end_of_a_card() -> None:
     assert mask_card("2000123456789") == "*********6789"
     assert mask_card("12345") == "*2345"
     assert mask_card("P001") == "****"
+
+
+def test_policy_changes_apply_to_the_very_next_scan(staff_client: TestClient, counter: dict[str, str],
+                                                    desk: psycopg.Connection) -> None:
+    """The policy is cached per process; any change to rules, calendars or ranges is seen at once."""
+    natural = TODAY + timedelta(days=14)
+    assert checkout(staff_client, counter, "P001", "1001").json()["due_date"] == natural.isoformat()
+    with desk.transaction():
+        desk.execute("INSERT INTO calendar_day (branch_id, day, closed, reason) SELECT id, %s, true, '臨時休館' "
+                     "FROM branch WHERE code = 'main'", (natural,))
+    assert checkout(staff_client, counter, "P001", "1002").json()["due_date"] == (
+        natural + timedelta(days=1)).isoformat()
+    desk.execute("UPDATE loan_rule SET loan_days = 7")
+    assert checkout(staff_client, counter, "P001", "1003").json()["due_date"] == (TODAY + timedelta(days=7)).isoformat()
+    desk.execute("INSERT INTO barcode_rule (kind, prefix, length) VALUES ('item', '1', 6)")
+    r = checkout(staff_client, counter, "P001", "1004")
+    assert r.json()["error"]["code"] == "barcode_length"

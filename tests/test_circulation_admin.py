@@ -249,7 +249,7 @@ INVALID = [
      "length: 「abc」 — 桁数は 1〜32 の整数で入力してください。"),
     ("/admin/barcodes", {**BARCODE, "prefix": "7 7"}, 422,
      "prefix: 「7 7」 — 先頭の文字は英数字とハイフンで31文字以内です。"),
-    ("/admin/barcodes", {**BARCODE, "kind": "item", "prefix": "1"}, 409,
+    ("/admin/barcodes", {**BARCODE, "kind": "item", "prefix": "1", "length": "8"}, 409,
      "資料のバーコードで先頭「1」の番号帯は既にあります。"),
     ("/admin/barcodes", {**BARCODE, "check_scheme": "mod97"}, 422,
      "check_scheme: 「mod97」"),

@@ -665,7 +665,7 @@ def _barcode_details(rule: BarcodeRule) -> dict[str, Any]:
 
 
 def save_barcode_rule(conn: DB, actor: Actor, rule: BarcodeRule, rule_id: int | None = None) -> int:
-    """Add a number range, or replace one. (kind, prefix) is unique."""
+    """Add a number range, or replace one. (kind, prefix, branch, length) is unique."""
     with conn.transaction():
         branch_id = _branch_id(conn, rule.branch) if rule.branch else None
         values = (rule.kind, rule.name, rule.prefix, rule.length, rule.check_scheme, branch_id)

@@ -23,9 +23,10 @@ from psycopg.rows import DictRow
 
 from api.audit import Actor, record
 from api.barcodes.nw7 import BarcodeRule, classify, parse_scan, rules_for_branch
-from api.barcodes.service import load_rules as load_barcode_rules
 from api.calendar.days import BranchCalendar
 from api.circulation import rules as loan_rules
+from api.circulation.policy import Policy
+from api.circulation.policy import current as current_policy
 from api.circulation.rules import LoanRule
 from api.errors import ShokaError, invalid
 from api.patrons.service import Standing, age_group, standing
@@ -121,11 +122,16 @@ def load_calendar(conn: DB, branch: int, start: date, days: int = 400) -> Branch
         open_dates=frozenset(r["day"] for r in rows if not r["closed"]))
 
 
-def counter_branch(conn: DB, requested: str | None, staff_branch: str | None) -> tuple[int, str]:
+def counter_branch(conn: DB, requested: str | None, staff_branch: str | None,
+                   policy: Policy | None = None) -> tuple[int, str]:
     """The counter's branch: the one asked for, else the staff member's own."""
     code = requested or staff_branch
     if not code:
         raise invalid("branch", "", "カウンターの館を指定してください。", "say which branch this counter is at")
+    if policy is not None:
+        if code not in policy.branches:
+            raise invalid("branch", code, "その館コードはありません。", "no such branch code")
+        return policy.branches[code], code
     return branch_id(conn, code), code
 
 
@@ -227,11 +233,12 @@ def checkout(conn: DB, actor: Actor, patron_card: str, item_barcode: str, *, bra
     bad = overrides - OVERRIDABLE
     if bad:
         raise invalid("override", sorted(bad)[0], "この警告は解除できません。", "this refusal cannot be overridden")
-    barcode_rules = list(rules_for_branch(load_barcode_rules(conn), branch or staff_branch))
+    policy = current_policy(conn)
+    barcode_rules = list(rules_for_branch(policy.barcode_rules, branch or staff_branch))
     card = _scan(patron_card, barcode_rules, "patron")
     code = _scan(item_barcode, barcode_rules, "item")
     with conn.transaction():
-        counter_id, counter_code = counter_branch(conn, branch, staff_branch)
+        counter_id, counter_code = counter_branch(conn, branch, staff_branch, policy)
         patron = conn.execute(_PATRON_SQL + " FOR UPDATE OF p", (card,)).fetchone()
         if patron is None:
             raise _unknown_patron(conn, card, barcode_rules)
@@ -261,8 +268,7 @@ def checkout(conn: DB, actor: Actor, patron_card: str, item_barcode: str, *, bra
             if problem.code not in overrides:
                 raise problem
             applied.append(problem.code)
-        policy = load_rules(conn)
-        rule = loan_rules.resolve_rule(policy, patron["category"], item["item_type"], counter_code)
+        rule = loan_rules.resolve_rule(policy.rules, patron["category"], item["item_type"], counter_code)
         if not rule.loanable:
             raise refusal("item_not_loanable", "貸出規則により、この利用者区分にはこの資料を貸出できません。",
                           "The loan rules do not allow lending this item to this patron category.", field="item")
@@ -271,13 +277,13 @@ def checkout(conn: DB, actor: Actor, patron_card: str, item_barcode: str, *, bra
                FROM loan WHERE patron_id = %s AND returned_at IS NULL""", (item["item_type"], patron["id"])).fetchone()
         assert counts is not None
         try:
-            loan_rules.check_limits(policy, patron["category"], item["item_type"], counter_code,
+            loan_rules.check_limits(policy.rules, patron["category"], item["item_type"], counter_code,
                                     int(counts["total"]), int(counts["of_type"]))
         except ShokaError as exc:
             if exc.code not in overrides:
                 raise
             applied.append(exc.code)
-        due = loan_rules.due_date(rule, today, load_calendar(conn, counter_id, today))
+        due = loan_rules.due_date(rule, today, policy.calendar(conn, counter_id, today))
         group = age_group(patron["birth_date"], today)
         row = conn.execute(
             """INSERT INTO loan (item_id, patron_id, branch_id, due_date, patron_category, age_group, item_type)
@@ -324,10 +330,11 @@ def checkin(conn: DB, actor: Actor, item_barcode: str, *, branch: str | None = N
             staff_branch: str | None = None, today: date | None = None) -> CheckinResult:
     """返却: take an item back at the counter's branch; start a transit home when it belongs elsewhere."""
     today = today or date.today()
-    barcode_rules = list(rules_for_branch(load_barcode_rules(conn), branch or staff_branch))
+    policy = current_policy(conn)
+    barcode_rules = list(rules_for_branch(policy.barcode_rules, branch or staff_branch))
     code = _scan(item_barcode, barcode_rules, "item")
     with conn.transaction():
-        counter_id, _ = counter_branch(conn, branch, staff_branch)
+        counter_id, _ = counter_branch(conn, branch, staff_branch, policy)
         item = conn.execute(_ITEM_SQL + " FOR UPDATE OF i", (code,)).fetchone()
         if item is None:
             raise _unknown_item(conn, code, barcode_rules)
@@ -433,10 +440,11 @@ def renew(conn: DB, actor: Actor, item_barcode: str, *, branch: str | None = Non
           patron_id: int | None = None) -> RenewResult:
     """延長: extend a loan. `patron_id`, when given, must be the borrower (My Library renews only its own)."""
     today = today or date.today()
-    barcode_rules = list(rules_for_branch(load_barcode_rules(conn), branch or staff_branch))
+    policy = current_policy(conn)
+    barcode_rules = list(rules_for_branch(policy.barcode_rules, branch or staff_branch))
     code = _scan(item_barcode, barcode_rules, "item")
     with conn.transaction():
-        counter_id, counter_code = counter_branch(conn, branch, staff_branch)
+        counter_id, counter_code = counter_branch(conn, branch, staff_branch, policy)
         item = conn.execute(_ITEM_SQL + " FOR UPDATE OF i", (code,)).fetchone()
         if item is None:
             raise _unknown_item(conn, code, barcode_rules)
@@ -452,13 +460,13 @@ def renew(conn: DB, actor: Actor, item_barcode: str, *, branch: str | None = Non
         if blocking:
             raise refusal("renewal_refused", f"延長できません: {blocking[0].message_ja}",
                           f"Cannot renew: {blocking[0].message_en}", field="item")
-        rule = loan_rules.resolve_rule(load_rules(conn), loan["category"], item["item_type"], counter_code)
+        rule = loan_rules.resolve_rule(policy.rules, loan["category"], item["item_type"], counter_code)
         problem = loan_rules.renewal_refusal(rule, loan["renewals"], hooks.holds_waiting(conn, item["record_id"],
                                                                                           item["id"]),
                                              overdue=loan["due_date"] < today)
         if problem is not None:
             raise problem
-        due = loan_rules.renewal_due_date(rule, today, loan["due_date"], load_calendar(conn, counter_id, today))
+        due = loan_rules.renewal_due_date(rule, today, loan["due_date"], policy.calendar(conn, counter_id, today))
         conn.execute("UPDATE loan SET due_date = %s, renewals = renewals + 1, last_renewed_at = now() WHERE id = %s",
                      (due, loan["id"]))
         _event(conn, "renew", counter_id, loan["category"], age_group(loan["birth_date"], today), item,
