@@ -103,6 +103,11 @@ def sites(seeded: psycopg.Connection, settings: Settings, db_url: str, opac_db_u
                        "call_number) OVERRIDING SYSTEM VALUE SELECT 1, %s, '9000001', id, id, 'book', '010.2/ト' "
                        "FROM branch WHERE code = 'main'", (rid,))
         seeded.execute("SELECT setval(pg_get_serial_sequence('item', 'id'), (SELECT max(id) FROM item))")
+        seeded.execute("""INSERT INTO patron (id, card, name, name_reading, reading_key, category, home_branch_id,
+                                              expires_on)
+                          OVERRIDING SYSTEM VALUE SELECT 1, 'B0001', '閲覧 太郎', 'エツラン タロウ', 'エツランタロウ',
+                                 'general', id, current_date + 365 FROM branch WHERE code = 'main'""")
+        seeded.execute("SELECT setval(pg_get_serial_sequence('patron', 'id'), 1)")
         seeded.execute("INSERT INTO search_outbox (record_id) VALUES (%s)", (rid,))
     local = replace(settings, data_dir=tmp_path)
     apply_outbox(seeded, TantivyEngine(local.index_dir))
@@ -237,7 +242,11 @@ def _first_tab_reaches_skip_link(page: Page) -> None:
 STAFF_PAGES = ["/", "/audit", "/admin", "/admin/staff", "/admin/staff/new", "/admin/staff/counter", "/admin/roles",
                "/admin/assignments", "/admin/branches", "/circulation", "/catalogue?q=%E5%9B%B3%E6%9B%B8%E9%A4%A8",
                "/catalogue/records/1", "/catalogue/records/1/edit", "/catalogue/items/9000001",
-               "/circulation/checkout", "/circulation/checkin", "/circulation/renew", "/circulation/groups"]
+               "/circulation/checkout", "/circulation/checkin", "/circulation/renew", "/circulation/groups",
+               "/patrons", "/patrons/new", "/patrons/1", "/patrons/1/edit",
+               "/admin/loan-rules", "/admin/loan-rules/1", "/admin/calendars", "/admin/calendars/main",
+               "/admin/barcodes", "/admin/workstations", "/admin/patron-categories",
+               "/admin/patron-categories/general"]
 
 
 def test_first_tab_reaches_the_skip_link(page: Page, sites: Sites) -> None:
