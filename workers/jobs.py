@@ -88,3 +88,46 @@ def purge_old_receipts() -> int:
 
     with db.connect(database_url(load_settings())) as conn:
         return purge(conn)
+
+
+def send_notices() -> Any:
+    """Every 10 seconds: send due email notices (通知メール). Returns at once, without touching the
+    database, when SMTP_HOST is not set: the notices wait as pending."""
+    import time
+
+    from api.notices.mailer import SmtpMailer
+    from api.notices.service import SendReport, send_due
+
+    settings = load_settings()
+    if not settings.mail_enabled or settings.mail_from is None:
+        return SendReport()
+    mailer = SmtpMailer(settings)
+    batch, total = 50, SendReport()
+    until = time.monotonic() + 60  # a backlog is worked through in this job and the next ones
+    with db.connect(database_url(settings)) as conn:
+        while True:
+            report = send_due(conn, mailer, library_name=settings.library_name, mail_from=settings.mail_from,
+                              batch=batch)
+            total = SendReport(total.sent + report.sent, total.failed + report.failed,
+                               total.retried + report.retried, total.skipped + report.skipped)
+            if report.sent + report.failed + report.retried + report.skipped < batch or time.monotonic() > until:
+                break
+    if total != SendReport():
+        log.info("notices: %d sent, %d failed, %d to retry, %d skipped", total.sent, total.failed, total.retried,
+                 total.skipped)
+    return total
+
+
+def queue_due_reminders() -> dict[str, int]:
+    """Daily: due-date reminders, overdue notices and pickup reminders. Not queued while mail is off, since
+    they would be out of date by the time mail is configured."""
+    from api.notices.service import queue_reminders
+
+    settings = load_settings()
+    if not settings.mail_enabled:
+        log.info("SMTP_HOST is not set: no reminders queued")
+        return {}
+    with db.connect(database_url(settings)) as conn:
+        queued = queue_reminders(conn)
+    log.info("reminders queued: %s", queued)
+    return queued

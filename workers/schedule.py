@@ -17,6 +17,10 @@ SCHEDULE = (
     (jobs.prune_search_outbox, "15 18 * * *"),
     (jobs.anonymise_returned_loans, "45 17 * * *"),
     (jobs.purge_old_receipts, "50 17 * * *"),
+    (jobs.queue_due_reminders, "0 0 * * *"),  # 09:00 JST: reminder mails arrive in the morning
+    # Every 10 seconds (croniter's sixth field is seconds), on the default queue: sending mail must not
+    # hold up search updates on the search queue.
+    (jobs.send_notices, "* * * * * */10"),
 )
 # Every second: a change is searchable within about two seconds of its commit.
 INTERVALS = ((jobs.apply_search_outbox, 1),)
