@@ -154,7 +154,6 @@ def home(request: Request, ctx: Console = Depends(signed_in)) -> Response:
 
 
 SECTIONS = {
-    "holds": ("circulation", "予約"),
     "statistics": ("statistics", "統計"),
 }
 
