@@ -38,6 +38,7 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
     from staff.counter import router as counter_console
     from staff.holds import router as holds_console
     from staff.lockers import router as lockers_console
+    from staff.notices import router as notices_console
     from staff.patrons import router as patrons_console
     from staff.requests import router as requests_console
     from staff.routes import router as console
@@ -81,6 +82,7 @@ def create_staff_app(settings: Settings, database_url: str, redis_url: str) -> F
     app.include_router(circulation_admin_console)
     app.include_router(holds_console)
     app.include_router(lockers_console)
+    app.include_router(notices_console)
     app.include_router(requests_console)
     app.include_router(internal_api)
     app.include_router(internal_requests_api)

@@ -174,7 +174,7 @@ def load_circulation(settings: Settings, url: str) -> str:
                      "教頭 木村" if category == "group" else None))
             record(conn, actor, "demo.circulation", "demo", "", {"patrons": len(DEMO_PATRONS)})
         items = [r["barcode"] for r in conn.execute(
-            "SELECT barcode FROM item WHERE item_type IN ('book', 'children') ORDER BY id LIMIT 40").fetchall()]
+            "SELECT barcode FROM item WHERE item_type IN ('book', 'children') ORDER BY id DESC LIMIT 40").fetchall()]
         loans = 0
         for index, barcode in enumerate(items):
             patron = demo_card(index % len(DEMO_PATRONS) + 1)

@@ -1,6 +1,7 @@
-"""Barcode ranges keyed by (kind, prefix, branch, length); a version number for the circulation policy (rules, calendars, barcode ranges, branches, settings),
-bumped by triggers on every change, so each process can cache the policy and notice a change with
-one cheap query per scan (api/circulation/policy.py).
+"""Barcode ranges keyed by (kind, prefix, branch, length); a version number for the circulation
+policy (rules, calendars, barcode ranges, branches, settings), bumped by triggers on every change,
+so each process can cache the policy and notice a change with one cheap query per scan
+(api/circulation/policy.py).
 
 Revision ID: 0005
 Revises: 0004
@@ -27,7 +28,8 @@ def upgrade() -> None:
 
     -- Number ranges may share a prefix when they differ by branch or length (old and new card lengths).
     ALTER TABLE barcode_rule DROP CONSTRAINT barcode_rule_kind_prefix_key;
-    ALTER TABLE barcode_rule ADD CONSTRAINT barcode_rule_key UNIQUE NULLS NOT DISTINCT (kind, prefix, branch_id, length);
+    ALTER TABLE barcode_rule
+        ADD CONSTRAINT barcode_rule_key UNIQUE NULLS NOT DISTINCT (kind, prefix, branch_id, length);
     CREATE FUNCTION bump_policy_version() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         UPDATE policy_version SET version = version + 1;
