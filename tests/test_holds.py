@@ -262,3 +262,25 @@ def test_placing_holds_at_two_places_at_once_respects_the_limit(seeded: psycopg.
     for t in threads:
         t.join(30)
     assert sorted(outcomes) == ["hold_limit_reached"] * 4 + ["ok"] * 2
+
+
+def test_nightly_expiry_job_runs_through_rq(seeded: psycopg.Connection, library: dict[str, int], redis_url: str,
+                                            db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+    from rq import Queue, SimpleWorker
+
+    from workers import jobs
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    actor = Actor.cli()
+    circulation.checkout(seeded, actor, "P1", "H1", branch="main")
+    p2 = seeded.execute("SELECT id FROM patron WHERE card = 'P2'").fetchone()["id"]
+    hold = holds.place_hold(seeded, actor, p2, library["hibana"], "main")
+    circulation.checkin(seeded, actor, "H1", branch="main")
+    seeded.execute("UPDATE hold SET pickup_deadline = current_date - 1 WHERE id = %s", (hold.id,))
+    queue = Queue("test-expire-" + db_url.rsplit("/", 1)[1], connection=redis.Redis.from_url(redis_url))
+    job = queue.enqueue(jobs.expire_holds)
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    job.refresh()
+    assert job.is_finished and job.return_value() == 1
+    assert seeded.execute("SELECT status FROM item WHERE barcode = 'H1'").fetchone()["status"] == "available"

@@ -131,3 +131,14 @@ def queue_due_reminders() -> dict[str, int]:
         queued = queue_reminders(conn)
     log.info("reminders queued: %s", queued)
     return queued
+
+
+def expire_holds() -> int:
+    """Nightly: holds left on the shelf past their pickup deadline expire; each copy goes to the next patron."""
+    from api.audit import Actor
+    from api.holds.service import expire_uncollected
+
+    with db.connect(database_url(load_settings())) as conn:
+        done = expire_uncollected(conn, Actor("scheduler", "localhost"))
+    log.info("expired %d uncollected holds", done)
+    return done

@@ -16,6 +16,7 @@ SCHEDULE = (
     (jobs.verify_audit_log, "30 18 * * *"),
     (jobs.prune_search_outbox, "15 18 * * *"),
     (jobs.anonymise_returned_loans, "45 17 * * *"),
+    (jobs.expire_holds, "30 17 * * *"),
     (jobs.purge_old_receipts, "50 17 * * *"),
     (jobs.queue_due_reminders, "0 0 * * *"),  # 09:00 JST: reminder mails arrive in the morning
     # Every 10 seconds (croniter's sixth field is seconds), on the default queue: sending mail must not
