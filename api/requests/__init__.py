@@ -1,0 +1,1 @@
+"""リクエスト: purchase requests for titles the library lacks."""
