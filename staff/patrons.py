@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from api.branches import service as branches
 from api.deps import DB, get_conn
 from api.errors import ShokaError, invalid
+from api.mylibrary import service as mylibrary
 from api.patrons import service
 from api.web import request_lang
 from staff.routes import Console, allowed, render
@@ -131,6 +132,7 @@ def _detail(request: Request, ctx: Console, conn: DB, patron_id: int, *, error: 
                   standing=service.standing(conn, patron_id),
                   blocks=service.list_blocks(conn, patron_id, include_lifted=True),
                   loans=service.current_loans(conn, patron_id), today=date.today(), error=error,
+                  mylibrary=mylibrary.login_status(conn, patron_id),
                   error_field=error_field, block_form=block_form or {"kind": "manual", "reason": "", "starts_on": "",
                                                                       "ends_on": ""})
 
@@ -201,4 +203,22 @@ def patron_renew_card(patron_id: int, request: Request, ctx: Console = Depends(a
                       conn: DB = Depends(get_conn)) -> Response:
     """有効期限の更新."""
     service.renew_card(conn, ctx.actor(request), patron_id)
+    return RedirectResponse(f"/patrons/{patron_id}?msg=saved", status_code=303)
+
+
+@router.post("/patrons/{patron_id}/password")
+def patron_set_password(patron_id: int, request: Request, password: str = Form(""), password_again: str = Form(""),
+                        ctx: Console = Depends(allowed("patrons", "update", post=True)),
+                        conn: DB = Depends(get_conn)) -> Response:
+    """マイライブラリのパスワード設定: staff set or reset it at the counter (the patron shows their card).
+    Audited as patron.password_set; unlocks the card and signs out the patron's open sessions."""
+    service.load_patron(conn, patron_id)
+    try:
+        if password != password_again:
+            raise ShokaError("password_mismatch", "パスワードが確認用と一致しません。",
+                             "The password and its confirmation differ.", status=422, field="password_again")
+        mylibrary.set_password(conn, ctx.actor(request), patron_id, password)
+    except ShokaError as exc:
+        return _detail(request, ctx, conn, patron_id, error=_error(request, exc), error_field=exc.field or "",
+                       status_code=exc.status)
     return RedirectResponse(f"/patrons/{patron_id}?msg=saved", status_code=303)

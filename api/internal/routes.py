@@ -67,7 +67,7 @@ def logout(conn: DB = Depends(get_conn), me: PatronSession = Depends(patron_sess
 @router.get("/me")
 def me_(conn: DB = Depends(get_conn), me: PatronSession = Depends(patron_session)) -> dict[str, Any]:
     """Name for the greeting, email, history consent, home branch, counts of loans and holds."""
-    return json_dates(mylibrary.profile(conn, me.patron_id))  # type: ignore[no-any-return]
+    return json_dates(mylibrary.profile(conn, me.patron_id))
 
 
 @router.patch("/me")
@@ -76,7 +76,7 @@ def change_settings(body: SettingsIn, conn: DB = Depends(get_conn),
     email = body.email.strip() if body.email is not None else None
     mylibrary.update_settings(conn, me.actor(), me.patron_id, email=email or None, clear_email=email == "",
                               keep_history=body.keep_history)
-    return json_dates(mylibrary.profile(conn, me.patron_id))  # type: ignore[no-any-return]
+    return json_dates(mylibrary.profile(conn, me.patron_id))
 
 
 @router.post("/password", status_code=204)

@@ -169,11 +169,13 @@ def resolve_session(conn: DB, token: str, now: datetime | None = None) -> Sessio
                            "JOIN patron p ON p.id = s.patron_id WHERE s.token_hash = %s", (key,)).fetchone()
         if row is None:
             raise NOT_SIGNED_IN
-        if row["expires_at"] < now or row["last_seen_at"] + SESSION_IDLE < now:
+        expired = row["expires_at"] < now or row["last_seen_at"] + SESSION_IDLE < now
+        if expired:
             conn.execute("DELETE FROM patron_session WHERE token_hash = %s", (key,))
-            raise SESSION_EXPIRED
-        if now - row["last_seen_at"] > _TOUCH_EVERY:
+        elif now - row["last_seen_at"] > _TOUCH_EVERY:
             conn.execute("UPDATE patron_session SET last_seen_at = %s WHERE token_hash = %s", (now, key))
+    if expired:  # raised after the commit, so the deletion stays
+        raise SESSION_EXPIRED
     return SessionPatron(int(row["patron_id"]), row["card"])
 
 
@@ -265,3 +267,13 @@ def history(conn: DB, patron_id: int, limit: int = 500) -> list[dict[str, Any]]:
            WHERE l.patron_id = %s AND l.returned_at IS NOT NULL
            ORDER BY l.returned_at DESC, l.id DESC LIMIT %s""", (patron_id, limit)).fetchall()
     return [dict(r) for r in rows]
+
+
+def login_status(conn: DB, patron_id: int) -> dict[str, Any]:
+    """For the staff record page: whether a password is set, when it changed, the last sign-in, any lockout."""
+    row = conn.execute("SELECT password_hash IS NOT NULL AS has_password, password_changed_at, last_login_at, "
+                       "CASE WHEN locked_until > now() THEN locked_until END AS locked_until FROM patron "
+                       "WHERE id = %s", (patron_id,)).fetchone()
+    if row is None:
+        raise not_found("patron", str(patron_id))
+    return dict(row)
