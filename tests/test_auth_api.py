@@ -80,6 +80,8 @@ def test_missing_bad_and_expired_tokens(staff_client: TestClient, seeded: psycop
     seeded.execute("UPDATE staff_session SET expires_at = now() - interval '1 second'")
     expired = staff_client.get("/api/v1/me", headers=headers)
     assert expired.status_code == 401 and expired.json()["error"]["code"] == "token_expired"
+    # The expired session is gone, not only refused.
+    assert seeded.execute("SELECT count(*) AS n FROM staff_session").fetchone()["n"] == 0
 
 
 def test_logout_revokes_the_token(staff_client: TestClient, seeded: psycopg.Connection) -> None:

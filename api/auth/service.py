@@ -143,6 +143,7 @@ UNAUTHENTICATED = ShokaError("unauthenticated", "ログインが必要です。"
 def resolve_session(conn: Connection[DictRow], token: str, kind: str) -> tuple[Principal, str | None]:
     """The principal for a session cookie or bearer token, and the session's CSRF token."""
     now = datetime.now(UTC)
+    expired = False
     with conn.transaction():
         row = conn.execute(
             "SELECT s.account_id, s.csrf_token, s.expires_at, s.last_seen_at, a.active "
@@ -152,12 +153,16 @@ def resolve_session(conn: Connection[DictRow], token: str, kind: str) -> tuple[P
             raise UNAUTHENTICATED
         idle_over = kind == "console" and row["last_seen_at"] + CONSOLE_IDLE < now
         if row["expires_at"] < now or idle_over:
+            # Deleted in this transaction, which must commit: raising inside it would roll the delete back.
             conn.execute("DELETE FROM staff_session WHERE token_hash = %s", (_token_hash(token),))
-            raise _expired(kind)
-        if now - row["last_seen_at"] > _TOUCH_EVERY:
-            conn.execute("UPDATE staff_session SET last_seen_at = %s WHERE token_hash = %s",
-                         (now, _token_hash(token)))
-        principal = load_principal(conn, row["account_id"])
+            expired = True
+        else:
+            if now - row["last_seen_at"] > _TOUCH_EVERY:
+                conn.execute("UPDATE staff_session SET last_seen_at = %s WHERE token_hash = %s",
+                             (now, _token_hash(token)))
+            principal = load_principal(conn, row["account_id"])
+    if expired:
+        raise _expired(kind)
     return principal, row["csrf_token"]
 
 
