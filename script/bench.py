@@ -6,6 +6,8 @@
   circulation  Nagano-scale circulation data (--scale is the fraction of Nagano, default 1): check-out, check-in
           and renewal latency with 1 and 20 clients, in-process and over the staff app's HTTP API
           (script/bench_circulation.py)
+  holds   the circulation data (same --scale) with waiting holds and a bestseller carrying 1,000 holds: placing,
+          trapping at check-in, cancelling on the hold shelf, queue positions, the pull list (script/bench_holds.py)
 """
 
 from __future__ import annotations
@@ -827,9 +829,9 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["audit", "search", "circulation"])
+    parser.add_argument("what", choices=["audit", "search", "circulation", "holds"])
     parser.add_argument("--scale", type=float, default=None,
-                        help="audit: operations per writer (2000); circulation: fraction of Nagano (1.0)")
+                        help="audit: operations per writer (2000); circulation, holds: fraction of Nagano (1.0)")
     parser.add_argument("--records", type=int, default=1_000_000, help="search: catalogue size (e.g. 3650000)")
     parser.add_argument("--batch", type=int, default=1000, help="search: records per save_records transaction")
     parser.add_argument("--queries", type=int, default=2000, help="search: queries per latency run")
@@ -847,6 +849,10 @@ def main() -> None:
 
             bench_circulation(url, 1.0 if args.scale is None else args.scale, workdir, seed=args.seed,
                               postmaster=postmaster)
+        elif args.what == "holds":
+            from bench_holds import bench_holds
+
+            bench_holds(url, 1.0 if args.scale is None else args.scale, workdir, seed=args.seed, postmaster=postmaster)
         else:
             bench_search(url, args.records, seed=args.seed, batch=args.batch, raw=not args.no_raw,
                          queries=args.queries, clients=args.clients, fresh=args.freshness, workdir=workdir,

@@ -114,11 +114,12 @@ _WAITING = """
 
 def pull_list(conn: DB, branch_id: int, today: date) -> list[dict[str, Any]]:
     """予約資料の抜き取りリスト: one line per copy to fetch from this branch's shelves, in shelf order."""
+    # From the waiting holds to their titles' copies here: the LIMIT makes it an index probe per title, not a
+    # scan of every item on the shelves.
     records = [r["record_id"] for r in conn.execute(
-        """SELECT DISTINCT h.record_id FROM hold h
-           WHERE h.status = 'placed' AND EXISTS (
-                 SELECT 1 FROM item i WHERE i.record_id = h.record_id AND i.status = 'available'
-                   AND i.current_branch_id = %s)""", (branch_id,)).fetchall()]
+        """SELECT t.record_id FROM (SELECT DISTINCT record_id FROM hold WHERE status = 'placed') AS t
+           CROSS JOIN LATERAL (SELECT 1 FROM item i WHERE i.record_id = t.record_id AND i.status = 'available'
+                                 AND i.current_branch_id = %s LIMIT 1) AS here""", (branch_id,)).fetchall()]
     if not records:
         return []
     waiting = conn.execute(_WAITING, {"records": records, "today": today}).fetchall()
@@ -310,7 +311,7 @@ def _title_page(request: Request, ctx: Console, conn: DB, record_id: int, page: 
                   trapped=trapped_rows, queue=queue_rows, total=total, page=page, pages=pages, pickups=pickups,
                   error=error, form=form or {"card": "", "pickup_branch": default_pickup, "item": ""},
                   done=request.query_params.get("done", ""), placed_position=request.query_params.get("position", ""),
-                  status_ja=STATUS_JA, **_common(conn, ctx.principal.branch_code or "", "title"))
+                  **_common(conn, ctx.principal.branch_code or "", "title"))
 
 
 @router.get("/holds/records/{record_id}")
