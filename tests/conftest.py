@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -147,3 +148,27 @@ def console_login(client: TestClient, username: str, password: str | None = None
     assert resp.status_code == 303, resp.text
     home = client.get("/")
     return home.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+
+# -- a real browser: Debian's Chromium driven by Playwright (tests/test_browser*.py) -------------------
+
+CHROMIUM = "/usr/bin/chromium"
+# Without these Chromium tries to reach Google's services and, on a machine with no network, floods the
+# log with refused connections.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()

@@ -26,21 +26,16 @@ import uvicorn
 from psycopg.types.json import Jsonb
 
 from api.config import Settings
-from tests.conftest import PASSWORDS
+from tests.conftest import CHROMIUM, PASSWORDS
 
-CHROMIUM = "/usr/bin/chromium"
 if not os.access(CHROMIUM, os.X_OK):
     pytest.skip(f"browser tests were NOT run: {CHROMIUM} is missing. Install Debian's Chromium "
                 "(sudo apt-get install chromium) or run script/test as root, which installs it.",
                 allow_module_level=True)
 
-from axe_playwright_python.sync_playwright import Axe  # noqa: E402
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright  # noqa: E402
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-# Without these Chromium tries to reach Google's services and, on a machine with no network, floods the
-# log with refused connections.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 NAV_LABELS = ("貸出・返却", "利用者", "資料", "予約", "統計", "管理")
 TIMEOUT_MS = 15_000
@@ -118,19 +113,6 @@ def sites(seeded: psycopg.Connection, settings: Settings, db_url: str, opac_db_u
 
 
 # -- browser ------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:

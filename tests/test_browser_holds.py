@@ -23,22 +23,13 @@ from typing import Any
 import psycopg
 import pytest
 from aiosmtpd.controller import Controller
+from playwright.sync_api import Browser, Page, expect
 from psycopg.types.json import Jsonb
 
 from api import db
 from api.audit import Actor
 from api.config import Settings
-from tests.test_browser import (  # noqa: F401 - fixtures used by name
-    CHROMIUM_ARGS,
-    TIMEOUT_MS,
-    Served,
-    axe_problems,
-    browser,
-    playwright,
-    sign_in,
-)
-
-from playwright.sync_api import Browser, Page, expect  # noqa: E402, I001
+from tests.test_browser import TIMEOUT_MS, Served, axe_problems, sign_in
 
 SERVICE_TOKEN = "browser-test-service-token-0123456789"
 CARD, PASSWORD, EMAIL = "2000000001", "patron-pass-2026", "hanako@example.jp"
@@ -51,7 +42,7 @@ class Inbox:
         self.messages: list[email.message.EmailMessage] = []
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook name
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append(message)  # type: ignore[arg-type]
@@ -123,9 +114,10 @@ def servers(seeded: psycopg.Connection, library: dict[str, int], settings: Setti
     from opac.app import create_opac_app
 
     local = replace(settings, data_dir=tmp_path, service_token=SERVICE_TOKEN)
-    with Served(create_staff_app(local, db_url, redis_url)) as staff:
-        with Served(create_opac_app(replace(local, internal_url=staff.url), opac_db_url, redis_url)) as opac:
-            yield staff.url, opac.url
+    staff = Served(create_staff_app(local, db_url, redis_url))
+    opac = Served(create_opac_app(replace(local, internal_url=staff.url), opac_db_url, redis_url))
+    with staff, opac:
+        yield staff.url, opac.url
 
 
 def test_hold_trap_mail_locker_and_my_library(browser: Browser, servers: tuple[str, str], library: dict[str, int],
@@ -180,7 +172,7 @@ def test_hold_trap_mail_locker_and_my_library(browser: Browser, servers: tuple[s
         send_mail(db_url, settings, smtp_port)
         mails = inbox.bodies()
         assert len(mails) == 2, mails
-        to, subject, body = mails[1]
+        to, _subject, body = mails[1]
         assert f"<{EMAIL}>" in to and compartment in body and code in body and "正面玄関ロッカー" in body
         # Sending again sends nothing twice.
         send_mail(db_url, settings, smtp_port)

@@ -55,7 +55,8 @@ def test_opac_role_sees_no_patron_columns_anywhere(opac_db_url: str) -> None:
         rows = opac.execute(
             """SELECT c.table_name, c.column_name FROM information_schema.columns c
                WHERE c.table_schema = 'public'
-                 AND has_table_privilege(current_user, format('%I.%I', c.table_schema, c.table_name), 'SELECT')""").fetchall()
+                 AND has_table_privilege(current_user, format('%I.%I', c.table_schema, c.table_name),
+                                         'SELECT')""").fetchall()
     readable = {(t, col) for t, col in rows}
     assert ("opac_holding", "due_date") in readable
     personal = {"patron_id", "card", "name_reading", "birth_date", "email", "phone", "address", "password_hash"}
