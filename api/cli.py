@@ -190,7 +190,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         for f in files:
             try:
                 report = run_import(conn, Actor.cli(), items(f), origin=f.name, progress=progress,
-                                    unit="record" if args.kind == "marc" else "line")
+                                    unit="record" if args.kind == "marc" else "line",
+                                    outbox=not args.then_reindex)
             except ValueError as exc:  # a CSV whose header lacks required columns: nothing was read
                 _print(f"{f}: not imported: {exc}")
                 rejected += 1
@@ -203,6 +204,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             for position, reason in report.rejected:
                 _print(f"  rejected at {position}: {reason}")
             rejected += len(report.rejected)
+    if args.then_reindex:
+        return cmd_reindex(settings, args) or (1 if rejected else 0)
     _print("The search index is updated by the worker within seconds while `shoka serve` runs; "
            "otherwise run `shoka reindex`.")
     return 1 if rejected else 0
@@ -269,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     marc.add_argument("--marcxml", action="store_true", help="the files are MARCXML")
     aozora = isub.add_parser("aozora", help="Aozora Bunko index CSV (extended or older list format)")
     aozora.add_argument("files", nargs="+")
+    for kind in (marc, aozora):
+        kind.add_argument("--then-reindex", action="store_true",
+                          help="bulk load: write no per-record index changes, rebuild the whole index afterwards")
     sub.add_parser("reindex", help="rebuild the search index (search keeps answering meanwhile)")
     sub.add_parser("doctor", help="report what runs, where the data is and what is misconfigured")
     return p

@@ -4,38 +4,69 @@
 engine; `rebuild` builds a whole new generation while searches use the old one, replays what
 changed meanwhile, then switches. Documents are built from the database in batches, one query per
 batch.
+
+A rebuild of a large catalogue analyses the records (Sudachi: the costly part) in a pool of worker
+processes, each loading the dictionary once, while this process reads batches from PostgreSQL and
+feeds the engine's single writer; at most a few batches are in flight, so memory stays bounded.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from psycopg import Connection
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 
 from indexer.document import build
 
 log = logging.getLogger("shoka.indexer")
 BATCH = 2000
+IN_FLIGHT = 2  # batches queued per analysis worker: enough to keep it busy, few enough to bound memory
+
+_DOCUMENT_ROWS = """
+    SELECT r.id, r.data::text, r.material_type, r.created_at,
+           coalesce(h.branches, '{}'), coalesce(h.statuses, '{}')
+    FROM bib_record r
+    LEFT JOIN LATERAL (SELECT array_agg(b.code) AS branches, array_agg(i.status) AS statuses
+                       FROM item i JOIN branch b ON b.id = i.branch_id
+                       WHERE i.record_id = r.id AND i.status <> 'withdrawn') h ON true
+"""
+
+# (id, data as JSON text, material type, created_at, branch codes, item statuses)
+SourceRow = tuple[int, str, str, datetime, list[str], list[str]]
+
+
+def documents_from_rows(rows: Sequence[SourceRow]) -> list[dict[str, Any]]:
+    """Search documents for rows of _DOCUMENT_ROWS (pure; runs in the analysis workers)."""
+    return [build(rid, json.loads(data), list(zip(branches, statuses, strict=True)), created, material)
+            for rid, data, material, created, branches, statuses in rows]
+
+
+def _analyse(rows: Sequence[SourceRow], encode: Callable[[list[dict[str, Any]]], Any] | None) -> Any:
+    docs = documents_from_rows(rows)
+    return encode(docs) if encode else docs
+
+
+def _warm_worker() -> None:
+    from indexer import analysis
+
+    analysis.analyze("図書館")  # load the Sudachi dictionary once per worker, before the first batch
 
 
 def load_documents(conn: Connection[DictRow], record_ids: list[int]) -> tuple[list[dict[str, Any]], list[int]]:
     """Documents for the records that exist, and the ids that no longer do."""
-    rows = conn.execute(
-        """SELECT r.id, r.data, r.material_type, r.created_at,
-                  coalesce(array_agg(b.code) FILTER (WHERE i.id IS NOT NULL), '{}') AS branches,
-                  coalesce(array_agg(i.status) FILTER (WHERE i.id IS NOT NULL), '{}') AS statuses
-           FROM bib_record r
-           LEFT JOIN item i ON i.record_id = r.id AND i.status <> 'withdrawn'
-           LEFT JOIN branch b ON b.id = i.branch_id
-           WHERE r.id = ANY(%s)
-           GROUP BY r.id""", (record_ids,)).fetchall()
-    docs = [build(r["id"], r["data"], list(zip(r["branches"], r["statuses"], strict=True)), r["created_at"],
-                  r["material_type"]) for r in rows]
-    found = {r["id"] for r in rows}
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows: list[Any] = cur.execute(_DOCUMENT_ROWS + " WHERE r.id = ANY(%s)", (record_ids,)).fetchall()
+    docs = documents_from_rows(rows)
+    found = {d["id"] for d in docs}
     return docs, [i for i in record_ids if i not in found]
 
 
@@ -58,20 +89,67 @@ def prune_outbox(conn: Connection[DictRow]) -> int:
         return conn.execute("DELETE FROM search_outbox WHERE applied_at < now() - interval '1 day'").rowcount
 
 
-def rebuild(conn: Connection[DictRow], engine: Any, progress: Callable[[int], None] | None = None) -> int:
-    """Index every record into a new generation, then switch searches to it."""
+def default_workers() -> int:
+    """Analysis processes for a rebuild: SHOKA_INDEX_WORKERS, else one per core."""
+    value = os.environ.get("SHOKA_INDEX_WORKERS", "")
+    return max(1, int(value)) if value.isdigit() else os.cpu_count() or 1
+
+
+def rebuild(conn: Connection[DictRow], engine: Any, progress: Callable[[int], None] | None = None, *,
+            workers: int | None = None, batch: int = BATCH) -> int:
+    """Index every record into a new generation, then switch searches to it.
+
+    `workers` analysis processes (default: `default_workers()`); 1, or a catalogue of one batch, analyses
+    in this process. Engines with a `bulk_writer` keep one writer open for the whole generation and commit
+    once; others get `write` per batch.
+    """
+    workers = default_workers() if workers is None else max(1, workers)
     started = conn.execute("SELECT now() AS t").fetchone()["t"]  # type: ignore[index]
+    total = conn.execute("SELECT count(*) AS n FROM bib_record").fetchone()["n"]  # type: ignore[index]
     generation = engine.new_generation()
+    bulk = engine.bulk_writer(generation) if hasattr(engine, "bulk_writer") else None
+    encode = getattr(engine, "bulk_encode", None) if bulk is not None else None
     done = 0
-    with conn.transaction(), conn.cursor(name="reindex") as cur:
-        cur.itersize = BATCH
-        cur.execute("SELECT id FROM bib_record ORDER BY id")
-        while batch := [r["id"] for r in cur.fetchmany(BATCH)]:
-            docs, _ = load_documents(conn, batch)
-            engine.write(docs, generation=generation)
-            done += len(docs)
-            if progress:
-                progress(done)
+
+    def sink(out: Any, n: int) -> None:
+        nonlocal done
+        if bulk is not None:
+            bulk.add(out)
+        else:
+            engine.write(out, generation=generation)
+        done += n
+        if progress:
+            progress(done)
+
+    def batches() -> Any:
+        last = 0
+        with conn.cursor(row_factory=tuple_row) as cur:
+            while rows := cur.execute(_DOCUMENT_ROWS + " WHERE r.id > %s ORDER BY r.id LIMIT %s",
+                                      (last, batch)).fetchall():
+                last = rows[-1][0]
+                yield rows
+
+    try:
+        if workers == 1 or total <= batch:
+            for rows in batches():
+                sink(_analyse(rows, encode), len(rows))
+        else:
+            context = multiprocessing.get_context("spawn")  # no fork of a process holding threads and sockets
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_warm_worker) as pool:
+                queued: deque[tuple[Future[Any], int]] = deque()
+                for rows in batches():
+                    queued.append((pool.submit(_analyse, rows, encode), len(rows)))
+                    while len(queued) >= workers * IN_FLIGHT:
+                        future, n = queued.popleft()
+                        sink(future.result(), n)
+                while queued:
+                    future, n = queued.popleft()
+                    sink(future.result(), n)
+        if bulk is not None:
+            bulk.commit()
+    finally:
+        if bulk is not None:
+            bulk.close()
     _replay_since(conn, engine, started, generation)
     engine.switch_to(generation)
     _replay_since(conn, engine, started, generation)  # what changed between the replay and the switch

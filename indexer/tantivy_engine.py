@@ -39,6 +39,45 @@ from indexer.query import (
 SCHEMA_VERSION = 1
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language")
 RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness target: 2 s)
+BULK_HEAP = 256_000_000  # a rebuild's writer: fewer, larger segments before the merge
+BULK_THREADS = 1  # tantivy indexing threads; the analysis workers already use the other cores
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    """A document as tantivy's JSON document: empty values left out, as `_document` does."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if value is None or value == "" or value == []:
+            continue
+        if key in ("id", "year", "created"):
+            out[key] = int(value)
+        elif isinstance(value, list):
+            out[key] = [str(v) for v in value]
+        else:
+            out[key] = str(value)
+    return out
+
+
+def bulk_encode(docs: list[dict[str, Any]]) -> list[str]:
+    """Documents as JSON text for `BulkWriter.add` (runs in the rebuild's analysis workers)."""
+    return [json.dumps(_plain(d), ensure_ascii=False) for d in docs]
+
+
+class BulkWriter:
+    """One writer for a whole new generation: documents go in as they come, one commit at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self._writer = tantivy.Index.open(str(path)).writer(heap_size=BULK_HEAP, num_threads=BULK_THREADS)
+
+    def add(self, encoded: list[str]) -> None:
+        for text in encoded:
+            self._writer.add_json(text)
+
+    def commit(self) -> None:
+        self._writer.commit()
+
+    def close(self) -> None:
+        self._writer.wait_merging_threads()
 
 
 def build_schema() -> tantivy.Schema:
@@ -130,6 +169,12 @@ class TantivyEngine:
         return f"tantivy index {self._generation}: {index.searcher().num_docs} documents"
 
     # -- writing -------------------------------------------------------------------------------
+    bulk_encode = staticmethod(bulk_encode)
+
+    def bulk_writer(self, generation: str) -> BulkWriter:
+        """The writer a rebuild fills `generation` with (not for the generation searches use)."""
+        return BulkWriter(self.index_dir / generation)
+
     def write(self, docs: list[dict[str, Any]], deleted: Sequence[int] = (), generation: str | None = None) -> None:
         """Add or replace documents (by id) and remove deleted ids, then commit."""
         target = generation or self._current_name()

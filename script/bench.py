@@ -295,6 +295,12 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the rebuild's analysis workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def pg_cpu_seconds(postmaster: int | None) -> float:
     """CPU time of the embedded PostgreSQL: the postmaster (with its reaped children) and its live children."""
     if postmaster is None:
@@ -359,7 +365,8 @@ def load_catalogue(conn: Any, pools: Pools, n: int, seed: int, batch: int, raw: 
         t0 = time.perf_counter()
         chunk = [Imported(gen.record(i), i + 1) for i in range(start, min(n, start + batch))]
         t1, cpu = time.perf_counter(), time.process_time()
-        report = run_import(timer or conn, actor, chunk, origin="bench")  # one batch: readings + save_records
+        # One batch: readings + save_records, without outbox rows: a bulk load that the rebuild below indexes.
+        report = run_import(timer or conn, actor, chunk, origin="bench", outbox=False)
         import_s += time.perf_counter() - t1
         import_cpu += time.process_time() - cpu
         gen_s += t1 - t0
@@ -641,11 +648,12 @@ def freshness(url: str, index_dir: Path, samples: int, interval: float, seed: in
 
 
 def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, queries: int, clients: int,
-                 fresh: int, workdir: Path, postmaster: int | None) -> None:
-    from indexer.sync import apply_outbox, rebuild
+                 fresh: int, workdir: Path, postmaster: int | None, index_workers: int | None = None) -> None:
+    from indexer.sync import apply_outbox, default_workers, rebuild
     from indexer.tantivy_engine import TantivyEngine
 
     index_dir = workdir / "index"
+    index_workers = index_workers or default_workers()
     t0 = time.perf_counter()
     pools = build_pools()
     print(f"  pools from the shared data in {time.perf_counter() - t0:.1f} s: {len(pools.titles):,} titles, "
@@ -662,7 +670,7 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
         import_s, import_cpu, gen_s, gen = load_catalogue(conn, pools, records, seed, batch, raw, import_rates,
                                                           timer)
         import_pg = pg_cpu_seconds(postmaster) - pg0
-        phases.append((f"import: fill readings + save_records, batch {batch:,}", records, import_s, import_cpu,
+        phases.append((f"import: readings + save_records (COPY), batch {batch:,}", records, import_s, import_cpu,
                        import_pg))
         rss_import = rss_mb()
         t0, cpu, pg0 = time.perf_counter(), time.process_time(), pg_cpu_seconds(postmaster)
@@ -674,7 +682,7 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
         vacuum_s = time.perf_counter() - t0
 
         engine = TantivyEngine(index_dir)
-        t0, cpu, pg0 = time.perf_counter(), time.process_time(), pg_cpu_seconds(postmaster)
+        t0, cpu, pg0 = time.perf_counter(), cpu_seconds(), pg_cpu_seconds(postmaster)
         started = t0
         index_marks: list[tuple[int, float]] = []
 
@@ -684,18 +692,19 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
             if n >= (len(index_marks) + 1) * records / 10:
                 index_marks.append((n, time.perf_counter()))
 
-        indexed = rebuild(conn, engine, progress=index_progress)
-        index_s, index_cpu, index_pg = (time.perf_counter() - t0, time.process_time() - cpu,
+        indexed = rebuild(conn, engine, progress=index_progress, workers=index_workers)
+        index_s, index_cpu, index_pg = (time.perf_counter() - t0, cpu_seconds() - cpu,
                                         pg_cpu_seconds(postmaster) - pg0)
         print(file=sys.stderr)
-        phases.append(("index: rebuild into tantivy", indexed, index_s, index_cpu, index_pg))
+        phases.append((f"index: rebuild, {index_workers} analysis processes", indexed, index_s, index_cpu, index_pg))
         rss_index = rss_mb()
         load_after = os.getloadavg()[0]
 
-        # The import left one pending outbox row per record: rebuild does not mark them applied, so the
-        # worker would index everything a second time. Time that path on a sample, then mark the rest.
-        pending = conn.execute("SELECT count(*) AS n FROM search_outbox WHERE applied_at IS NULL").fetchone()["n"]
-        sample = min(pending, 20_000)
+        # The worker's path: outbox rows for a sample of records, as edits and item changes write them.
+        sample = min(records, 20_000)
+        with conn.transaction():
+            conn.execute("INSERT INTO search_outbox (record_id) SELECT id FROM bib_record ORDER BY id LIMIT %s",
+                         (sample,))
         t0, cpu, pg0 = time.perf_counter(), time.process_time(), pg_cpu_seconds(postmaster)
         applied = 0
         while applied < sample and (n := apply_outbox(conn, engine)):
@@ -730,12 +739,12 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
                    import_pg + index_pg))
     phases.append(("apply_outbox (worker path), sample of pending rows", applied, *outbox))
     print("| phase                                              |         n |  seconds | Python CPU s | PostgreSQL "
-          "CPU s |  records/s |")
+          "CPU s | CPU ms/record |  records/s |")
     print("|----------------------------------------------------|-----------|----------|--------------|-----------"
-          "-------|------------|")
+          "-------|---------------|------------|")
     for name, n, secs, cpu_s, pg_s in phases:
         print(f"| {name:<50} | {n:>9,} | {secs:>8.1f} | {cpu_s:>12.1f} | {pg_s:>16.1f} | "
-              f"{n / secs if secs else 0:>10,.0f} |")
+              f"{(cpu_s + pg_s) * 1000 / n if n else 0:>13.3f} | {n / secs if secs else 0:>10,.0f} |")
     print(f"\nRecords/s in each tenth of the load: import {', '.join(f'{r:,.0f}' for r in import_rates)}; "
           f"index {', '.join(f'{r:,.0f}' for r in index_rates)}.")
     print("\nWhere the import's time goes (each statement of save_records; client CPU is parameter conversion "
@@ -838,6 +847,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="search: concurrent clients")
     parser.add_argument("--freshness", type=int, default=40, help="search: item changes timed for freshness")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--index-workers", type=int, default=None,
+                        help="search: analysis processes for the rebuild (default: one per core)")
     parser.add_argument("--no-raw", action="store_true", help="search: leave the raw MARC out of the records")
     args = parser.parse_args()
 
@@ -856,7 +867,7 @@ def main() -> None:
         else:
             bench_search(url, args.records, seed=args.seed, batch=args.batch, raw=not args.no_raw,
                          queries=args.queries, clients=args.clients, fresh=args.freshness, workdir=workdir,
-                         postmaster=postmaster)
+                         postmaster=postmaster, index_workers=args.index_workers)
 
     url = os.environ.get("DATABASE_URL")
     with tempfile.TemporaryDirectory(prefix="shoka-bench-") as tmp:

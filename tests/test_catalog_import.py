@@ -116,3 +116,45 @@ def test_cli_refuses_a_csv_with_missing_columns(db_url: str, tmp_path: Path, mon
     assert shoka(["import", "aozora", str(bad)]) == 1
     out = capsys.readouterr().out
     assert "not imported" in out and "Traceback" not in out
+
+
+def test_a_bulk_load_writes_no_outbox_rows(conn: psycopg.Connection) -> None:
+    report = run_import(conn, ACTOR, read_marc(MARC, "ndl-marc21"), origin=MARC.name, outbox=False)
+    assert (report.added, report.rejected) == (233, [])
+    assert _count(conn, "SELECT count(*) AS n FROM search_outbox") == 0
+    again = save_records(conn, ACTOR, [BibRecord(source="local", control_number="L9", title="追加")])
+    assert again.added == 1 and _count(conn, "SELECT count(*) AS n FROM search_outbox") == 1
+
+
+def test_a_batch_mixing_new_updated_and_repeated_records(conn: psycopg.Connection) -> None:
+    old = BibRecord(source="local", control_number="L1", title="旧題", isbns=["9784000000001"], raw=b"\x00\x01raw")
+    save_records(conn, ACTOR, [old])
+    batch = [BibRecord(source="local", control_number="L2", title="新しい本", year=2024),
+             BibRecord(source="local", control_number="L1", title="新題"),
+             BibRecord(source="local", control_number="L2", title="新しい本 第2版", year=2025),
+             BibRecord(source="TRC", control_number="T1", title="ISBNで一致", isbns=["9784000000001"]),
+             BibRecord(source="local", control_number="L3", title="三冊目", raw=b"\xff\x00")]
+    result = save_records(conn, ACTOR, batch)
+    assert (result.added, result.updated) == (2, 3)
+    rows = conn.execute("SELECT source, control_number, title, pub_year, isbns, raw FROM bib_record "
+                        "ORDER BY id").fetchall()
+    assert [(r["control_number"], r["title"], r["pub_year"]) for r in rows] == [
+        ("L1", "ISBNで一致", None), ("L2", "新しい本 第2版", 2025), ("L3", "三冊目", None)]
+    assert rows[0]["isbns"] == ["9784000000001"] and rows[0]["raw"] is None and bytes(rows[2]["raw"]) == b"\xff\x00"
+    assert _count(conn, "SELECT count(DISTINCT record_id) AS n FROM search_outbox") == 3
+
+
+def test_cli_import_then_reindex(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from indexer.query import SearchRequest, parse_keywords
+    from indexer.tantivy_engine import TantivyEngine
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("SHOKA_DATA_DIR", str(tmp_path))
+    assert shoka(["import", "marc", str(MARC), "--then-reindex"]) == 0
+    assert "Reindexed 233 records" in capsys.readouterr().out
+    with psycopg.connect(db_url) as c:
+        assert c.execute("SELECT count(*) FROM search_outbox").fetchone() == (0,)
+        record_id, title = c.execute("SELECT id, title FROM bib_record ORDER BY id LIMIT 1").fetchone()
+    hits = TantivyEngine(tmp_path / "index").search(SearchRequest(query=parse_keywords(title))).hits
+    assert hits and hits[0].id == record_id

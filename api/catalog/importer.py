@@ -64,14 +64,17 @@ def _position(item: Rejected, unit: str) -> str:
 
 
 def run_import(conn: Connection[DictRow], actor: Actor, items: Iterable[ImportItem], origin: str,
-               progress: Callable[[ImportReport], None] | None = None, unit: str = "record") -> ImportReport:
-    """Save every BibRecord in `items` (ImportItems from the readers) and report the rest."""
+               progress: Callable[[ImportReport], None] | None = None, unit: str = "record",
+               outbox: bool = True) -> ImportReport:
+    """Save every BibRecord in `items` (ImportItems from the readers) and report the rest.
+
+    `outbox=False` writes no search-outbox rows: only for a bulk load that a full rebuild follows."""
     report = ImportReport()
     started = time.perf_counter()
     batch: list[BibRecord] = []
 
     def flush() -> None:
-        result = save_records(conn, actor, batch, origin=origin)
+        result = save_records(conn, actor, batch, origin=origin, outbox=outbox)
         report.added += result.added
         report.updated += result.updated
         batch.clear()
