@@ -125,6 +125,13 @@ def site(seeded: psycopg.Connection, settings: Settings, db_url: str, opac_db_ur
     from opac.app import create_opac_app
 
     caplog.set_level(logging.DEBUG)
+    # Another test's uvicorn (its log config or log_level) may have raised these loggers' level, stopped
+    # them propagating or disabled them; the records must reach caplog for the privacy checks to mean anything.
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "shoka"):
+        logger = logging.getLogger(name)
+        logger.disabled = False
+        logger.propagate = True
+        logger.setLevel(logging.DEBUG)
     actor = Actor.cli()
     with seeded.transaction():
         me = add_patron(seeded, CARD, NAME, EMAIL)
