@@ -13,6 +13,7 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from indexer.query import (
 SCHEMA_VERSION = 1
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language")
 RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness target: 2 s)
+CACHE_MIN_HITS = 2000  # results this broad are cached until the next commit (see ResultCache)
+CACHE_SIZE = 512
 BULK_HEAP = 256_000_000  # a rebuild's writer: fewer, larger segments before the merge
 BULK_THREADS = 1  # tantivy indexing threads; the analysis workers already use the other cores
 
@@ -80,6 +83,39 @@ class BulkWriter:
         self._writer.wait_merging_threads()
 
 
+class ResultCache:
+    """Results of broad searches (CACHE_MIN_HITS or more hits: facet counting over them is the costly
+    part), kept until the index has a new commit, so a cached answer is the answer the index gives.
+    The engine clears it when it sees a commit; at most CACHE_SIZE requests, least recently used out."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[SearchRequest, SearchResult] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, request: SearchRequest) -> SearchResult | None:
+        with self._lock:
+            result = self._entries.get(request)
+            if result is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(request)
+            self.hits += 1
+        return SearchResult(result.total, list(result.hits), {k: list(v) for k, v in result.facets.items()})
+
+    def put(self, request: SearchRequest, result: SearchResult) -> None:
+        with self._lock:
+            self._entries[request] = SearchResult(result.total, list(result.hits),
+                                                  {k: list(v) for k, v in result.facets.items()})
+            while len(self._entries) > CACHE_SIZE:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
 def build_schema() -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
     sb.add_unsigned_field("id", stored=True, indexed=True, fast=True)
@@ -110,6 +146,8 @@ class TantivyEngine:
         self._writer: Any = None
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._commit: tuple[str, int, int, int] | None = None
+        self._cache = ResultCache()
 
     # -- generations -------------------------------------------------------------------------
     def _current_name(self) -> str | None:
@@ -146,23 +184,39 @@ class TantivyEngine:
         self._index = None
 
     def _open(self) -> tantivy.Index:
+        """The index searches use. The pointer file and the index's commits are looked at every
+        RELOAD_EVERY seconds, not on each search."""
         with self._lock:
+            if self._index is not None and time.monotonic() - self._checked <= RELOAD_EVERY:
+                return self._index
             current = self._current_name()
             if current is None:
                 self.index_dir.mkdir(parents=True, exist_ok=True)
                 current = self.new_generation()
                 self.switch_to(current)
+            # Looked at before reloading, so a commit racing this check clears the cache at the next one.
+            commit = self._commit_stamp(current)
             if self._index is None or self._generation != current:
                 try:
                     self._index = tantivy.Index.open(str(self.index_dir / current))
                 except (ValueError, OSError) as exc:
                     raise SearchUnavailable(f"index {self.index_dir / current} cannot be opened: {exc}") from None
                 self._generation = current
-                self._checked = time.monotonic()
-            elif time.monotonic() - self._checked > RELOAD_EVERY:
+            else:
                 self._index.reload()
-                self._checked = time.monotonic()
+            if commit != self._commit:
+                self._commit = commit
+                self._cache.clear()
+            self._checked = time.monotonic()
             return self._index
+
+    def _commit_stamp(self, generation: str) -> tuple[str, int, int, int]:
+        """Changes whenever tantivy commits to `generation` (meta.json is replaced atomically)."""
+        try:
+            st = (self.index_dir / generation / "meta.json").stat()
+        except OSError:
+            return (generation, 0, 0, 0)
+        return (generation, st.st_ino, st.st_mtime_ns, st.st_size)
 
     def ping(self) -> str:
         index = self._open()
@@ -216,6 +270,9 @@ class TantivyEngine:
         if request.offset + request.size > MAX_RESULT_WINDOW:
             raise QueryError("page", request.page, f"results go only {MAX_RESULT_WINDOW} deep; narrow the search")
         index = self._open()
+        cached = self._cache.get(request)
+        if cached is not None:
+            return cached
         searcher = index.searcher()
         clauses: list[tuple[Any, Any]] = []
         if request.query is not None:
@@ -233,8 +290,9 @@ class TantivyEngine:
         elif request.query is None:
             order = {"order_by_field": "created", "order": tantivy.Order.Desc}  # new arrivals first
         found = searcher.search(query, request.size, count=True, offset=request.offset, **order)
-        hits = [Hit(int(searcher.doc(addr)["id"][0]), float(key) if not order else 0.0)
-                for key, addr in found.hits]
+        # Ids from the fast field: no stored document is read for a hit.
+        ids = searcher.fast_field_values("id", [addr for _, addr in found.hits]) if found.hits else []
+        hits = [Hit(int(i or 0), float(key) if not order else 0.0) for (key, _), i in zip(found.hits, ids, strict=True)]
         facets: dict[str, list[tuple[str, int]]] = {}
         if request.facets:
             aggs = {f: {"terms": {"field": f, "size": 50 if f != "year" else 100}} for f in request.facets}
@@ -242,8 +300,16 @@ class TantivyEngine:
             for f in request.facets:
                 buckets = raw.get(f, {}).get("buckets", [])
                 facets[f] = [(str(b["key"]), int(b["doc_count"])) for b in buckets]
-        total = getattr(found, "count", None)  # missing from tantivy's type stub
-        return SearchResult(total=int(total or 0), hits=hits, facets=facets)
+        total = int(getattr(found, "count", None) or 0)  # missing from tantivy's type stub
+        result = SearchResult(total=total, hits=hits, facets=facets)
+        if total >= CACHE_MIN_HITS:
+            self._cache.put(request, result)
+        return result
+
+    @property
+    def cache_stats(self) -> tuple[int, int]:
+        """(hits, misses) of the result cache since this engine was made."""
+        return self._cache.hits, self._cache.misses
 
     def _compile(self, node: Node) -> Any:
         if isinstance(node, Bool):

@@ -10,6 +10,7 @@ from psycopg.types.json import Jsonb
 
 from api.audit import Actor
 from api.items import service as items
+from indexer import tantivy_engine
 from indexer.query import Keyword, SearchRequest, parse_keywords
 from indexer.sync import apply_outbox, prune_outbox, rebuild
 from indexer.tantivy_engine import TantivyEngine
@@ -145,7 +146,9 @@ def test_rebuild_in_analysis_workers_gives_the_same_index(seeded: psycopg.Connec
         assert _ids(engine, "ねこ", filters=(Keyword("branch", "main"),)) == [ids[3]]
 
 
-def test_search_answers_from_the_old_generation_until_the_switch(seeded: psycopg.Connection, tmp_path: Path) -> None:
+def test_search_answers_from_the_old_generation_until_the_switch(seeded: psycopg.Connection, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tantivy_engine, "RELOAD_EVERY", 0.0)  # the searcher looks for a switch on every search
     ids = _catalogue(seeded)
     engine = TantivyEngine(tmp_path / "index")
     apply_outbox(seeded, engine)
