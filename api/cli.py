@@ -50,10 +50,13 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     elif args.process == "opac":
         import uvicorn
 
-        from opac.app import create_opac_app
-
-        app = create_opac_app(settings, services.opac_database_url(settings), services.redis_url(settings))
-        uvicorn.run(app, host=settings.host, port=settings.opac_port, log_level="info", **proxy)  # type: ignore[arg-type]
+        workers = opac_workers()
+        if workers > 1:  # searches are CPU-bound: one process per core, each with its own engine and pool
+            uvicorn.run("api.cli:opac_app", factory=True, workers=workers, host=settings.host,
+                        port=settings.opac_port, log_level="info", **proxy)  # type: ignore[arg-type]
+        else:
+            uvicorn.run(opac_app(settings), host=settings.host, port=settings.opac_port, log_level="info",
+                        **proxy)  # type: ignore[arg-type]
     elif args.process == "worker":
         from workers.schedule import run_worker
 
@@ -63,6 +66,29 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
         run_scheduler(services.redis_url(settings))
     return 0
+
+
+def opac_workers() -> int:
+    """OPAC processes: SHOKA_OPAC_WORKERS, else one per core."""
+    value = os.environ.get("SHOKA_OPAC_WORKERS", "").strip()
+    if not value:
+        return os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"SHOKA_OPAC_WORKERS must be a whole number of processes, 1 or more (got {value!r}).")
+    return int(value)
+
+
+def opac_app(settings: Settings | None = None) -> Any:
+    """The OPAC app; uvicorn calls this as a factory in each worker process when there are several."""
+    from api.runtime import services
+    from api.web import AccessLogWithoutQuery
+    from opac.app import create_opac_app
+
+    settings = settings or load_settings()
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLogWithoutQuery) for f in access.filters):  # a worker process starts bare
+        access.addFilter(AccessLogWithoutQuery())
+    return create_opac_app(settings, services.opac_database_url(settings), services.redis_url(settings))
 
 
 # -- database ------------------------------------------------------------------------------
