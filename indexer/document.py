@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from indexer import analysis
@@ -36,23 +37,39 @@ def bigrams(text: str) -> list[str]:
     return [chars[i] + chars[i + 1] for i in range(len(chars) - 1)]
 
 
-def text_tokens(texts: Iterable[tuple[str, str | None]]) -> dict[str, list[str]]:
-    """Token lists for one group from (text, reading-or-None) pairs."""
+def _tokens(text: str, reading: str | None) -> dict[str, list[str]]:
+    a = analysis.analyze(text)
+    out = {"c": a.units_c, "a": a.units_a, "bg": bigrams(a.normalized)}
+    if reading:
+        folded = analysis.fold_reading(reading)
+        out.update(r=folded.split(), rb=reading_bigrams(folded))
+    else:
+        out.update(r=a.reading_tokens, rb=reading_bigrams(a.reading))
+    return out
+
+
+@lru_cache(maxsize=50_000)  # at most some tens of MB
+def _heading_tokens(text: str, reading: str | None) -> tuple[tuple[str, ...], ...]:
+    """Tokens of a name, publisher, subject or series, remembered: the same headings recur across many
+    records (one author, many books), and their analysis is most of a rebuild's work. Titles are not
+    remembered; they rarely repeat."""
+    out = _tokens(text, reading)
+    return tuple(tuple(out[s]) for s in SUFFIXES)
+
+
+def text_tokens(texts: Iterable[tuple[str, str | None]], headings: bool = False) -> dict[str, list[str]]:
+    """Token lists for one group from (text, reading-or-None) pairs; `headings` for the groups whose
+    values recur (authors, publishers, subjects, series)."""
     out: dict[str, list[str]] = {s: [] for s in SUFFIXES}
     for text, reading in texts:
         if not text:
             continue
-        a = analysis.analyze(text)
-        out["c"] += a.units_c
-        out["a"] += a.units_a
-        out["bg"] += bigrams(analysis.normalize(text))
-        if reading:
-            folded = analysis.fold_reading(reading)
-            out["r"] += folded.split()
-            out["rb"] += reading_bigrams(folded)
+        if headings:
+            for suffix, remembered in zip(SUFFIXES, _heading_tokens(text, reading), strict=True):
+                out[suffix] += remembered
         else:
-            out["r"] += a.reading_tokens
-            out["rb"] += reading_bigrams(a.reading)
+            for suffix, tokens in _tokens(text, reading).items():
+                out[suffix] += tokens
     return out
 
 
@@ -74,7 +91,7 @@ def build(record_id: int, data: dict[str, Any], holdings: list[tuple[str, str]],
     }
     doc: dict[str, Any] = {"id": record_id}
     for group, texts in groups.items():
-        for suffix, tokens in text_tokens(texts).items():
+        for suffix, tokens in text_tokens(texts, headings=group != "title").items():
             doc[f"{group}_{suffix}"] = " ".join(tokens)
     ndc = (data.get("ndc") or "").strip()
     reading = data.get("title_reading") or analysis.reading_of(data.get("title") or "")

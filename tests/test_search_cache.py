@@ -67,3 +67,20 @@ def test_hits_carry_the_record_ids_in_order(engine: TantivyEngine) -> None:
     assert [h.id for h in newest.hits] == [2, 1]
     paged = engine.search(SearchRequest(sort="oldest", size=1, page=3))
     assert (paged.total, [h.id for h in paged.hits]) == (3, [3])
+
+
+HEADINGS = [("夏目, 漱石", "ナツメ, ソウセキ"), ("夏目, 漱石", None), ("岩波書店", "イワナミ ショテン"), ("圖書館", None),
+            ("ヴァイオリン", None), ("Mac & Office", "マック アンド オフィス"), ("・・・", None), ("日本の歴史", None)]
+
+
+def test_remembered_heading_tokens_equal_fresh_analysis() -> None:
+    from indexer.document import text_tokens
+
+    for pair in HEADINGS:
+        fresh = text_tokens([pair])
+        assert text_tokens([pair], headings=True) == fresh
+        assert text_tokens([pair], headings=True) == fresh  # the second time from memory
+    assert text_tokens([("圖書館", None)], headings=True)["c"] == ["図書館"]
+    assert text_tokens([("夏目, 漱石", None)], headings=True)["r"] == ["ナツメ", "ソウセキ"]
+    together = text_tokens(HEADINGS[:3], headings=True)
+    assert together["r"] == ["ナツメ", "ソウセキ"] * 2 + ["イワナミ", "シヨテン"]
