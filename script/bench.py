@@ -545,20 +545,28 @@ def run_clients(url: str, engines: Callable[[], Any], queries: list[tuple[str, d
 
 
 def _client_process(url: str, index_dir: str, queries: list[tuple[str, dict[str, str]]], threads: int,
-                    per_client: int, offset: int, barrier: Any, out: Any, pause: float) -> None:
+                    per_client: int, offset: int, barrier: Any, out: Any, pause: float,
+                    warm: list[tuple[str, dict[str, str]]], cache: bool) -> None:
     """One OPAC server process (as `uvicorn --workers N` runs): its own engine, `threads` clients."""
-    from indexer.tantivy_engine import TantivyEngine
+    from indexer import tantivy_engine
 
-    engine = TantivyEngine(Path(index_dir))
-    run_clients(url, lambda: engine, queries, 1, 20, offset)  # load the dictionary, open the index
+    if not cache:
+        tantivy_engine.CACHE_MIN_HITS = 2**62
+    engine = tantivy_engine.TantivyEngine(Path(index_dir))
+    run_clients(url, lambda: engine, warm, 1, len(warm))  # load the dictionary, open the index
+    before = engine.cache_stats
     _, res = run_clients(url, lambda: engine, queries, threads, per_client, offset, before_start=barrier.wait,
                          pause=pause)
-    out.put([(m.kind, m.seconds, m.engine_seconds, m.total) for m in res])
+    hits, misses = (a - b for a, b in zip(engine.cache_stats, before, strict=True))
+    out.put(([(m.kind, m.seconds, m.engine_seconds, m.total) for m in res], hits, misses))
 
 
 def run_processes(url: str, index_dir: Path, queries: list[tuple[str, dict[str, str]]], processes: int,
-                  clients: int, per_client: int, pause: float = 0.0) -> tuple[float, list[Measured]]:
-    """`clients` client threads spread over `processes` processes, so the GIL is not shared by all of them."""
+                  clients: int, per_client: int, pause: float = 0.0,
+                  warm: list[tuple[str, dict[str, str]]] | None = None,
+                  cache: bool = True) -> tuple[float, list[Measured], tuple[int, int]]:
+    """`clients` client threads spread over `processes` processes, so the GIL is not shared by all of them.
+    Returns the seconds, the measurements and the engines' result-cache (hits, misses)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -566,17 +574,23 @@ def run_processes(url: str, index_dir: Path, queries: list[tuple[str, dict[str, 
     out = ctx.Queue()
     per_process = clients // processes
     procs = [ctx.Process(target=_client_process, args=(url, str(index_dir), queries, per_process, per_client,
-                                                       k * per_process * per_client, barrier, out, pause))
+                                                       k * per_process * per_client, barrier, out, pause,
+                                                       (warm or queries)[:20], cache))
              for k in range(processes)]
     for proc in procs:
         proc.start()
     barrier.wait()
     t0 = time.perf_counter()
-    results = [Measured(*m) for _ in procs for m in out.get()]
+    results: list[Measured] = []
+    hits = misses = 0
+    for _ in procs:
+        measured, h, m = out.get()
+        results += [Measured(*x) for x in measured]
+        hits, misses = hits + h, misses + m
     secs = time.perf_counter() - t0
     for proc in procs:
         proc.join()
-    return secs, results
+    return secs, results, (hits, misses)
 
 
 def latency_row(name: str, n: int, seconds: float | None, lat: list[float]) -> str:
@@ -768,44 +782,56 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
     print(f"| {'peak RSS after import (this process)':<37} | {rss_import:>11,.0f} |")
     print(f"| {'peak RSS after index (this process)':<37} | {rss_index:>11,.0f} |")
 
-    # Search: warm up on a different mix, then measure.
-    mix = query_mix(gen.samples, seed + 1, queries)
-    warm = query_mix(gen.samples, seed + 2, min(500, queries))
+    # Search: warm up on a different mix, then measure. Every run has a mix of its own, so the engines' result
+    # cache (broad searches, kept until the next commit) only serves searches repeated within a run.
+    mixes = (query_mix(gen.samples, seed + 1 + k, queries) for k in itertools.count())
+    mix = next(mixes)
+    warm = query_mix(gen.samples, seed + 1000, min(500, queries))
     shared = TantivyEngine(index_dir)
     print("  search: warming up", file=sys.stderr)
     run_clients(url, lambda: shared, warm, 1, len(warm))
-    runs: list[tuple[str, int, float, list[Measured], float]] = []
-    print("  search: 1 client", file=sys.stderr)
-    secs, one = run_clients(url, lambda: shared, mix, 1, len(mix))
-    runs.append(("1 client", len(one), secs, one, rss_mb()))
+    # name, n, seconds, measurements, peak RSS, cache (hits, misses) or None
+    runs: list[tuple[str, int, float, list[Measured], float, tuple[int, int] | None]] = []
+
+    def in_process(name: str, engines: Callable[[], Any], queries_: list[tuple[str, dict[str, str]]], n_clients: int,
+                   per_client: int) -> list[Measured]:
+        print(f"  search: {name}", file=sys.stderr)
+        before = shared.cache_stats
+        secs, res = run_clients(url, engines, queries_, n_clients, per_client)
+        hits, misses = (a - b for a, b in zip(shared.cache_stats, before, strict=True))
+        runs.append((name, len(res), secs, res, rss_mb(), (hits, misses) if hits + misses else None))
+        return res
+
+    def in_processes(name: str, pause: float = 0.0, cache: bool = True) -> None:
+        print(f"  search: {name}", file=sys.stderr)
+        secs, res, stats = run_processes(url, index_dir, next(mixes), 2, clients, per, pause=pause, warm=warm,
+                                         cache=cache)
+        runs.append((name, len(res), secs, res, 0.0, stats if cache else None))
+
+    one = in_process("1 client", lambda: shared, mix, 1, len(mix))
     per = max(1, len(mix) // clients)
-    print(f"  search: {clients} clients, one shared engine", file=sys.stderr)
-    secs, res = run_clients(url, lambda: shared, mix, clients, per)
-    runs.append((f"{clients} clients, one shared engine", len(res), secs, res, rss_mb()))
-    print(f"  search: {clients} clients in 2 processes", file=sys.stderr)
-    secs, res = run_processes(url, index_dir, mix, 2, clients, per)
-    runs.append((f"{clients} clients over 2 processes × {clients // 2} threads", len(res), secs, res, 0.0))
-    print(f"  search: {clients} clients in 2 processes, 100 ms apart", file=sys.stderr)
-    secs, res = run_processes(url, index_dir, mix, 2, clients, per, pause=0.1)
-    runs.append(("same, each client pausing 100 ms between searches", len(res), secs, res, 0.0))
-    print(f"  search: {clients} clients, an engine each", file=sys.stderr)
-    secs, res = run_clients(url, lambda: TantivyEngine(index_dir), mix, clients, per)
-    runs.append((f"{clients} clients, an engine per thread (one process)", len(res), secs, res, rss_mb()))
+    in_process(f"{clients} clients, one shared engine", lambda: shared, next(mixes), clients, per)
+    in_processes(f"{clients} clients over 2 processes × {clients // 2} threads")
+    in_processes("same, result cache off", cache=False)
+    in_processes("same (cache on), 100 ms pauses between searches", pause=0.1)
+    in_process(f"{clients} clients, an engine per thread (one process)", lambda: TantivyEngine(index_dir),
+               next(mixes), clients, per)
 
     print("\nOPAC search through `opac.search.search` (query parsing and analysis, tantivy with the facets branch, "
           "available, material_type, ndc_class, year, language, then the PostgreSQL page query; 20 hits a page). "
           "Peak RSS is this process's after the run (- where the clients ran in child processes):\n")
     print("| clients                                              |      n |   q/s   |  p50 ms |  p95 ms |  p99 ms "
-          "|  max ms | peak RSS MB |")
+          "|  max ms | peak RSS MB | cache hits |")
     print("|------------------------------------------------------|--------|---------|---------|---------|---------"
-          "|---------|-------------|")
-    for name, n, secs, res, rss in runs:
+          "|---------|-------------|------------|")
+    for name, n, secs, res, rss, stats in runs:
+        cached = f"{stats[0] / max(1, stats[0] + stats[1]):.0%}" if stats else "-"
         print(latency_row(name, n, secs, [m.seconds for m in res]) + (f" {rss:>11,.0f} |" if rss else
-                                                                     f" {'-':>11} |"))
+                                                                     f" {'-':>11} |") + f" {cached:>10} |")
     print(latency_row("1 client: engine part only", len(one), None, [m.engine_seconds for m in one]) +
-          f" {'':>11} |")
+          f" {'':>11} | {'':>10} |")
     print(latency_row("1 client: PostgreSQL page + parsing", len(one), None,
-                      [m.seconds - m.engine_seconds for m in one]) + f" {'':>11} |")
+                      [m.seconds - m.engine_seconds for m in one]) + f" {'':>11} | {'':>10} |")
 
     print("\nBy kind of query, 1 client:\n")
     print("| query                                    |      n | median hits |  p50 ms |  p95 ms |  p99 ms |  max ms |")
