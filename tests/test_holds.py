@@ -284,3 +284,18 @@ def test_nightly_expiry_job_runs_through_rq(seeded: psycopg.Connection, library:
     job.refresh()
     assert job.is_finished and job.return_value() == 1
     assert seeded.execute("SELECT status FROM item WHERE barcode = 'H1'").fetchone()["status"] == "available"
+
+
+def test_a_copy_pulled_from_the_shelf_traps_at_check_in(staff_client: TestClient, counter: dict[str, str],
+                                                        library: dict[str, int], seeded: psycopg.Connection) -> None:
+    """The pull list sends staff to the shelf; scanning the copy in at the counter sets it aside."""
+    hid = place(staff_client, counter, "P2", library["hibana"]).json()["id"]
+    back = give_back(staff_client, counter, "H1")
+    assert back["hold"] == {"id": hid, "pickup_branch": "main", "status": "on_shelf"}
+    assert back["status"] == "on_hold_shelf" and back["loan_id"] is None
+    # Scanned again: nothing more happens.
+    again = give_back(staff_client, counter, "H1")
+    assert "not_on_loan" in again["alerts"] and again["status"] == "on_hold_shelf"
+    # With no hold waiting, an available copy scanned in is just a double scan.
+    other = give_back(staff_client, counter, "M1")
+    assert other["hold"] is None and "not_on_loan" in other["alerts"] and other["status"] == "available"

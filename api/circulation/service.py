@@ -371,6 +371,14 @@ def checkin(conn: DB, actor: Actor, item_barcode: str, *, branch: str | None = N
                 transit_received = True
             elif transit is None and item["status"] in ("available", "on_hold_shelf") and (
                     item["branch_id"] == counter_id or item["status"] == "on_hold_shelf"):
+                if item["status"] == "available":
+                    # A copy pulled from the shelf for a waiting hold (the pull list): trap it.
+                    pulled = hooks.trap(conn, item, counter_id)
+                    if pulled is not None:
+                        after = conn.execute("SELECT status FROM item WHERE id = %s", (item["id"],)).fetchone()
+                        conn.execute("INSERT INTO search_outbox (record_id) VALUES (%s)", (item["record_id"],))
+                        return CheckinResult(code, item["title"], after["status"] if after else item["status"],
+                                             hold=pulled, alerts=("hold",))
                 alerts.append("not_on_loan")
                 return CheckinResult(code, item["title"], item["status"], alerts=tuple(alerts))
             elif transit is not None:

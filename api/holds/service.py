@@ -277,9 +277,10 @@ def cancel_hold(conn: DB, actor: Actor, hold_id: int, *, patron_id: int | None =
             raise refusal("hold_not_active", "この予約は取り消せません（終了済み）。", "This hold has already ended.")
         conn.execute("""UPDATE hold SET status = 'cancelled', ended_at = now(), end_reason = %s, updated_at = now()
                         WHERE id = %s""", (reason, hold_id))
-        record(conn, actor, "hold.cancel", "hold", hold_id, {"reason": reason, "was": hold["status"]})
         if hold["status"] == "on_shelf":
             _reassign(conn, hold["trapped_item_id"], today or date.today())
+        # Last: the audit chain's lock is held from here to the commit.
+        record(conn, actor, "hold.cancel", "hold", hold_id, {"reason": reason, "was": hold["status"]})
 
 
 def _reassign(conn: DB, item_id: int, today: date) -> HoldInfo | None:
@@ -338,8 +339,8 @@ def expire_uncollected(conn: DB, actor: Actor, today: date | None = None) -> int
                 continue
             conn.execute("""UPDATE hold SET status = 'expired', ended_at = now(), end_reason = 'not_collected',
                             updated_at = now() WHERE id = %s""", (hold_id,))
-            record(conn, actor, "hold.expire", "hold", hold_id, {})
             _reassign(conn, hold["trapped_item_id"], today)
+            record(conn, actor, "hold.expire", "hold", hold_id, {})
             done += 1
     return done
 
