@@ -172,3 +172,44 @@ def browser(playwright: Any) -> Iterator[Any]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
     browser.close()
+
+
+class Served:
+    """An ASGI app served by uvicorn in a background thread on a free port of 127.0.0.1.
+
+    log_config=None: uvicorn leaves the logging configuration alone, so its records (the access log
+    too) reach pytest's caplog, and one test's server cannot silence another's loggers."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        # Bind port 0 ourselves and hand uvicorn the socket: no race for the port with other processes.
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                                    access_log=True))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
+                                       name=f"uvicorn-{port}")
+
+    def __enter__(self) -> Served:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()
+        assert not self.thread.is_alive(), f"uvicorn on {self.url} did not stop"

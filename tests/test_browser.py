@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,11 +20,10 @@ from typing import Any
 
 import psycopg
 import pytest
-import uvicorn
 from psycopg.types.json import Jsonb
 
 from api.config import Settings
-from tests.conftest import CHROMIUM, PASSWORDS
+from tests.conftest import CHROMIUM, PASSWORDS, Served
 
 if not os.access(CHROMIUM, os.X_OK):
     pytest.skip(f"browser tests were NOT run: {CHROMIUM} is missing. Install Debian's Chromium "
@@ -42,36 +39,6 @@ TIMEOUT_MS = 15_000
 
 
 # -- servers ------------------------------------------------------------------------------------
-
-class Served:
-    """An ASGI app served by uvicorn in a background thread on a free port of 127.0.0.1."""
-
-    def __init__(self, app: Any) -> None:
-        # Bind port 0 ourselves and hand uvicorn the socket: no race for the port with other processes.
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
-                                       name=f"uvicorn-{port}")
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on {self.url}")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        self.sock.close()
-        assert not self.thread.is_alive(), f"uvicorn on {self.url} did not stop"
-
 
 @dataclass
 class Sites:

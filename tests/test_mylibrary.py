@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -25,7 +22,6 @@ from urllib.parse import unquote
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
@@ -36,7 +32,7 @@ from api.mylibrary import service as mylibrary
 from api.runtime.datadir import load_secrets
 from opac.internal import SESSION_COOKIE, InternalAPI
 from opac.mylibrary import LoginLimiter
-from tests.conftest import console_login
+from tests.conftest import Served, console_login
 from tests.test_circulation import add_item
 
 TODAY = date.today()
@@ -44,34 +40,6 @@ CARD, NAME, EMAIL, PASSWORD = "K20250417", "書架 花子", "hanako.shoka@exampl
 OTHER_CARD, OTHER_PASSWORD = "K20250999", "other-pass-22"
 SERVICE_TOKEN = "test-service-token-0123456789"
 SECRETS = (CARD, NAME, EMAIL, "書架", "花子", "hanako")
-
-
-class Served:
-    """An ASGI app served by uvicorn in a thread on a free port. log_config=None: records reach caplog."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                                    access_log=True))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on {self.url}")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        self.sock.close()
 
 
 class _Links(HTMLParser):

@@ -49,8 +49,10 @@ def pickup_days(conn: DB) -> int:
     return _setting(conn, "holds.pickup_days", PICKUP_DAYS_DEFAULT)
 
 
-def _pickup_branch(conn: DB, code: str) -> DictRow:
-    row = conn.execute("SELECT id, code, name, takes_holds, active FROM branch WHERE code = %s", (code,)).fetchone()
+def check_pickup_branch(conn: DB, code: str) -> DictRow:
+    """A branch that hands out holds (受取館), or a refusal naming the field."""
+    row = conn.execute("SELECT id, code, name, name_en, takes_holds, active FROM branch WHERE code = %s",
+                       (code,)).fetchone()
     if row is None:
         raise invalid("pickup_branch", code, "その館コードはありません。", "no such branch code")
     if not row["takes_holds"] or not row["active"]:
@@ -93,7 +95,7 @@ def place_hold(conn: DB, actor: Actor, patron_id: int, record_id: int, pickup_br
         for problem in patron_refusals(standing(conn, patron_id, today), today):
             if problem.code != "patron_has_overdue":
                 raise problem
-        branch = _pickup_branch(conn, pickup_branch)
+        branch = check_pickup_branch(conn, pickup_branch)
         rec = conn.execute("SELECT id, title FROM bib_record WHERE id = %s", (record_id,)).fetchone()
         if rec is None:
             raise invalid("record_id", record_id, "その書誌はありません。", "no such record")
@@ -320,7 +322,7 @@ def change_pickup(conn: DB, actor: Actor, hold_id: int, branch: str, *, patron_i
         if hold["status"] != "placed":
             raise refusal("hold_not_changeable", "確保済み・終了済みの予約は受取館を変更できません。",
                           "The pickup branch can only change while the hold waits in the queue.")
-        row = _pickup_branch(conn, branch)
+        row = check_pickup_branch(conn, branch)
         conn.execute("UPDATE hold SET pickup_branch_id = %s, updated_at = now() WHERE id = %s", (row["id"], hold_id))
         record(conn, actor, "hold.pickup", "hold", hold_id, {"pickup": branch})
 

@@ -126,17 +126,6 @@ def _max_open(conn: DB) -> int:
     return int(row["value"]) if row else MAX_OPEN_DEFAULT
 
 
-def _pickup_branch(conn: DB, code: str) -> DictRow:
-    row = conn.execute("SELECT id, code, name, name_en, takes_holds, active FROM branch WHERE code = %s",
-                       (code,)).fetchone()
-    if row is None:
-        raise invalid("pickup_branch", code, "その館コードはありません。", "no such branch code")
-    if not row["takes_holds"] or not row["active"]:
-        raise ShokaError("pickup_branch_not_allowed", f"pickup_branch: 「{code}」では予約資料を受け取れません。",
-                         f"pickup_branch: {code!r} does not hand out holds.", status=422, field="pickup_branch")
-    return row
-
-
 def submit_request(conn: DB, actor: Actor, patron_id: int, form: RequestForm, *, today: date | None = None) -> int:
     """A patron's purchase request (from the OPAC, or entered by staff for them). Returns its id."""
     today = today or date.today()
@@ -146,7 +135,7 @@ def submit_request(conn: DB, actor: Actor, patron_id: int, form: RequestForm, *,
         for problem in patron_refusals(standing(conn, patron_id, today), today):
             if problem.code != "patron_has_overdue":
                 raise problem
-        branch = _pickup_branch(conn, form.pickup_branch)
+        branch = holds.check_pickup_branch(conn, form.pickup_branch)
         mine = conn.execute("SELECT id, title, isbn FROM purchase_request WHERE patron_id = %s AND status = ANY(%s)",
                             (patron_id, list(OPEN))).fetchall()
         for other in mine:
