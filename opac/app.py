@@ -35,6 +35,8 @@ def create_opac_app(settings: Settings, opac_database_url: str, redis_url: str) 
     app = FastAPI(title="Shoka OPAC", version="1", docs_url="/api/docs", redoc_url=None,
                   openapi_url="/api/v1/openapi.json")
     app.state.settings = settings
+    app.state.redis_url = redis_url
+    app.state.opac_database_url = opac_database_url
     app.state.pool = db.pool(opac_database_url, max_size=10)
     templates = Templates([OPAC_DIR / "templates"], {"library_name": settings.library_name})
     install_error_handlers(app, templates)

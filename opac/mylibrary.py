@@ -9,6 +9,7 @@ derived from the session cookie; every answer is `Cache-Control: no-store`.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -70,16 +71,49 @@ class LoginLimiter:
             return True
 
 
+class SharedLoginLimiter:
+    """The same limit kept in Valkey/Redis, so that it holds across all the OPAC's worker processes.
+    A fixed window per address (hashed: no address is stored); if Valkey does not answer, the
+    process's own limiter takes over rather than locking everyone out."""
+
+    def __init__(self, client: Any, limit: int = LOGIN_ATTEMPTS_PER_ADDRESS, window: float = LOGIN_WINDOW_SECONDS,
+                 clock: Callable[[], float] = time.time, namespace: str = "") -> None:
+        self.client, self.limit, self.window, self.clock = client, limit, window, clock
+        self.prefix = f"shoka:opac:login:{namespace}:" if namespace else "shoka:opac:login:"
+        self.fallback = LoginLimiter(limit, window)
+
+    def allow(self, address: str) -> bool:
+        slot = int(self.clock() // self.window)
+        key = self.prefix + hashlib.sha256(address.encode()).hexdigest()[:24] + f":{slot}"
+        try:
+            pipe = self.client.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, int(self.window) + 1)
+            count = int(pipe.execute()[0])
+        except Exception:  # any Valkey failure: limit in this process instead
+            return self.fallback.allow(address)
+        return count <= self.limit
+
+
 TOO_MANY_ATTEMPTS = ShokaError(
     "too_many_attempts", "ログインの試行が多すぎます。しばらく時間をおいてからもう一度お試しください。",
     "Too many sign-in attempts from this network. Please wait a while and try again.", status=429)
 
 
-def login_limiter(request: Request) -> LoginLimiter:
+def login_limiter(request: Request) -> LoginLimiter | SharedLoginLimiter:
     state = request.app.state
-    limiter: LoginLimiter | None = getattr(state, "mylibrary_login_limiter", None)
+    limiter: LoginLimiter | SharedLoginLimiter | None = getattr(state, "mylibrary_login_limiter", None)
     if limiter is None:
-        limiter = state.mylibrary_login_limiter = LoginLimiter()
+        redis_url = getattr(state, "redis_url", "")
+        if redis_url:
+            import redis
+
+            # One count per library: every worker of this OPAC (same database) shares it.
+            namespace = hashlib.sha256(str(getattr(state, "opac_database_url", "")).encode()).hexdigest()[:12]
+            limiter = SharedLoginLimiter(redis.Redis.from_url(redis_url, socket_timeout=0.5), namespace=namespace)
+        else:
+            limiter = LoginLimiter()
+        state.mylibrary_login_limiter = limiter
     return limiter
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -614,3 +615,24 @@ def test_unavailable_internal_api_is_a_clear_page(seeded: psycopg.Connection, se
                                                           "csrf_token": hidden(form.text, "csrf_token")})
             assert resp.status_code == 503 and "ただいまマイライブラリを利用できません" in resp.text
             assert resp.headers["cache-control"] == "no-store"
+
+
+def test_login_limit_is_shared_through_valkey(redis_url: str) -> None:
+    """With several OPAC worker processes the per-address limit lives in Valkey: two limiters (two
+    processes) share one count; an unreachable Valkey falls back to the process's own limit."""
+    import redis
+
+    from opac.mylibrary import SharedLoginLimiter
+
+    clock = [1_000_000.0]
+    client = redis.Redis.from_url(redis_url)
+    first, second = (SharedLoginLimiter(client, limit=3, window=60, clock=lambda: clock[0]) for _ in range(2))
+    address = f"192.0.2.{uuid.uuid4().int % 250}"
+    assert [first.allow(address), second.allow(address), first.allow(address)] == [True, True, True]
+    assert second.allow(address) is False and first.allow(address) is False
+    assert first.allow("198.51.100.7") is True  # another address has its own count
+    assert not [k for k in client.keys("shoka:opac:login:*") if address.encode() in k]  # hashed, not stored
+    clock[0] += 60
+    assert first.allow(address) is True  # the next window
+    down = SharedLoginLimiter(redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2), limit=1, window=60)
+    assert down.allow(address) is True and down.allow(address) is False
