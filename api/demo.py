@@ -104,6 +104,8 @@ def load_catalogue(settings: Settings, url: str) -> str:
             f"{f', {counts[1]} Aozora Bunko' if len(counts) > 1 else ''}), {items} items, {indexed} indexed.")
 
 
+# My Library password of every demo patron (public, like the demo staff passwords: demo data only).
+DEMO_PATRON_PASSWORD = "shoka-patron-2026"  # noqa: S105 - published demo password
 # Fictional patrons (架空の利用者): name, reading, category, birth date.
 DEMO_PATRONS = (
     ("山田 花子", "ヤマダ ハナコ", "general", "1985-04-12"),
@@ -173,6 +175,10 @@ def load_circulation(settings: Settings, url: str) -> str:
                      today + timedelta(days=365 * 2), f"026-000-{n:04d}", f"patron{n}@example.jp", n % 3 == 0,
                      "教頭 木村" if category == "group" else None))
             record(conn, actor, "demo.circulation", "demo", "", {"patrons": len(DEMO_PATRONS)})
+        from api.mylibrary.service import set_password
+
+        for row in conn.execute("SELECT id FROM patron ORDER BY id").fetchall():
+            set_password(conn, actor, row["id"], DEMO_PATRON_PASSWORD)
         items = [r["barcode"] for r in conn.execute(
             "SELECT barcode FROM item WHERE item_type IN ('book', 'children') ORDER BY id DESC LIMIT 40").fetchall()]
         loans = 0

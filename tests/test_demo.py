@@ -43,6 +43,7 @@ def test_demo_circulation_desk(conn: psycopg.Connection, db_url: str, settings: 
     monday = date.today() + timedelta(days=(7 - date.today().weekday()) % 7 or 7)
     assert not calendar.is_open(monday) or conn.execute(
         "SELECT 1 FROM calendar_day WHERE branch_id = %s AND day = %s AND NOT closed", (main, monday)).fetchone()
+    assert conn.execute("SELECT count(*) AS n FROM patron WHERE password_hash IS NULL").fetchone()["n"] == 0
     statuses = {r["status"]: r["n"] for r in conn.execute(
         "SELECT status, count(*) AS n FROM item GROUP BY status").fetchall()}
     assert statuses["on_loan"] == conn.execute("SELECT count(*) AS n FROM loan WHERE returned_at IS NULL"
