@@ -5,7 +5,9 @@ a migrated template, so tests never see each other's rows."""
 from __future__ import annotations
 
 import shutil
+import socketserver
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -213,3 +215,26 @@ class Served:
         self.thread.join(timeout=20)
         self.sock.close()
         assert not self.thread.is_alive(), f"uvicorn on {self.url} did not stop"
+
+
+class _PrinterCapture(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        chunks = []
+        while chunk := self.request.recv(4096):
+            chunks.append(chunk)
+        server: Any = self.server
+        server.received.append(b"".join(chunks))
+        server.done.set()
+
+
+@pytest.fixture
+def network_printer() -> Iterator[Any]:
+    """A receipt printer stand-in listening on raw TCP (like port 9100) on the loopback address: every
+    connection's bytes land in `.received`; `.server_address[1]` is its port."""
+    server: Any = socketserver.TCPServer(("127.0.0.1", 0), _PrinterCapture)
+    server.received, server.done = [], threading.Event()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -335,22 +334,11 @@ def _tab_to(page: Page, name: str, limit: int = 40) -> None:
     raise AssertionError(f"Tab never reached {name!r}")
 
 
-def test_counter_session_by_keyboard_only(page: Page, sites: Sites, seeded: psycopg.Connection) -> None:
-    import socketserver
-
+def test_counter_session_by_keyboard_only(page: Page, sites: Sites, seeded: psycopg.Connection,
+                                         network_printer: Any) -> None:
     from devices.printers import decode_escpos
 
-    received: list[bytes] = []
-
-    class Printer(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            chunks = []
-            while data := self.request.recv(65536):
-                chunks.append(data)
-            received.append(b"".join(chunks))
-
-    printer = socketserver.TCPServer(("127.0.0.1", 0), Printer)
-    threading.Thread(target=printer.serve_forever, daemon=True).start()
+    printer, received = network_printer, network_printer.received
     with seeded.transaction():
         rid = seeded.execute("SELECT id FROM bib_record LIMIT 1").fetchone()["id"]
         seeded.execute("""INSERT INTO item (record_id, barcode, branch_id, current_branch_id, item_type)
@@ -364,52 +352,48 @@ def test_counter_session_by_keyboard_only(page: Page, sites: Sites, seeded: psyc
         seeded.execute("INSERT INTO workstation (code, name, branch_id, printer) SELECT 'main-1', '中央1', id, %s "
                        "FROM branch WHERE code = 'main'",
                        (Jsonb({"connection": "network", "host": "127.0.0.1", "port": printer.server_address[1]}),))
-    try:
-        sign_in(page, sites.staff, "counter")
-        page.goto(f"{sites.staff}/circulation")
-        page.get_by_text("この端末の設定").click()
-        page.get_by_label("カウンター端末").select_option("main-1")
-        page.get_by_role("button", name="設定").click()
-        expect(page).to_have_url(f"{sites.staff}/circulation/checkout")
-        expect(page.get_by_label("利用者カード")).to_be_focused()
+    sign_in(page, sites.staff, "counter")
+    page.goto(f"{sites.staff}/circulation")
+    page.get_by_text("この端末の設定").click()
+    page.get_by_label("カウンター端末").select_option("main-1")
+    page.get_by_role("button", name="設定").click()
+    expect(page).to_have_url(f"{sites.staff}/circulation/checkout")
+    expect(page.get_by_label("利用者カード")).to_be_focused()
 
-        _scan(page, "P001")
-        expect(page.get_by_role("heading", level=2, name=re.compile("図書 花子"))).to_be_visible()
-        item_field = page.get_by_label("資料バーコード")
-        expect(item_field).to_be_focused()
-        _scan(page, "C001")
-        expect(page.locator(".alert-ok")).to_contain_text("貸出しました")
-        expect(page.locator("body")).to_have_attribute("data-played", "ok")
-        expect(item_field).to_be_focused()
-        _scan(page, "C003")  # a reference book: refused, in the error colour and sound
-        expect(page.locator(".alert-error")).to_contain_text("貸出できません")
-        expect(page.locator("body")).to_have_attribute("data-played", "error")
-        expect(item_field).to_be_focused()
-        assert axe_problems(page) == ""
-        _scan(page, "C002")
-        expect(page.locator(".alert-ok")).to_contain_text("貸出しました")
-        expect(page.locator("tr.just-now")).to_have_count(2)
+    _scan(page, "P001")
+    expect(page.get_by_role("heading", level=2, name=re.compile("図書 花子"))).to_be_visible()
+    item_field = page.get_by_label("資料バーコード")
+    expect(item_field).to_be_focused()
+    _scan(page, "C001")
+    expect(page.locator(".alert-ok")).to_contain_text("貸出しました")
+    expect(page.locator("body")).to_have_attribute("data-played", "ok")
+    expect(item_field).to_be_focused()
+    _scan(page, "C003")  # a reference book: refused, in the error colour and sound
+    expect(page.locator(".alert-error")).to_contain_text("貸出できません")
+    expect(page.locator("body")).to_have_attribute("data-played", "error")
+    expect(item_field).to_be_focused()
+    assert axe_problems(page) == ""
+    _scan(page, "C002")
+    expect(page.locator(".alert-ok")).to_contain_text("貸出しました")
+    expect(page.locator("tr.just-now")).to_have_count(2)
 
-        _tab_to(page, "レシートを印刷して終了")
-        page.keyboard.press("Enter")
-        expect(page.locator(".alert-ok")).to_contain_text("レシートを印刷しました")
-        text = "\n".join(decode_escpos(received[-1]))
-        assert "貸出レシート" in text and "図書館の歴史" in text and text.count("資料番号") == 2
-        expect(page.get_by_label("利用者カード")).to_be_focused()  # ready for the next patron
+    _tab_to(page, "レシートを印刷して終了")
+    page.keyboard.press("Enter")
+    expect(page.locator(".alert-ok")).to_contain_text("レシートを印刷しました")
+    text = "\n".join(decode_escpos(received[-1]))
+    assert "貸出レシート" in text and "図書館の歴史" in text and text.count("資料番号") == 2
+    expect(page.get_by_label("利用者カード")).to_be_focused()  # ready for the next patron
 
-        page.goto(f"{sites.staff}/circulation/checkin")
-        expect(page.get_by_label("資料バーコード")).to_be_focused()
-        _scan(page, "C001")
-        expect(page.locator(".alert-ok")).to_contain_text("返却しました")
-        page.goto(f"{sites.staff}/circulation/renew")
-        _scan(page, "C002")
-        expect(page.locator(".alert-ok")).to_contain_text("延長しました")
-        _scan(page, "C002")  # one renewal allowed by the default rule
-        expect(page.locator(".alert-error")).to_contain_text("延長")
-        expect(page.get_by_label("資料バーコード")).to_be_focused()
-    finally:
-        printer.shutdown()
-        printer.server_close()
+    page.goto(f"{sites.staff}/circulation/checkin")
+    expect(page.get_by_label("資料バーコード")).to_be_focused()
+    _scan(page, "C001")
+    expect(page.locator(".alert-ok")).to_contain_text("返却しました")
+    page.goto(f"{sites.staff}/circulation/renew")
+    _scan(page, "C002")
+    expect(page.locator(".alert-ok")).to_contain_text("延長しました")
+    _scan(page, "C002")  # one renewal allowed by the default rule
+    expect(page.locator(".alert-error")).to_contain_text("延長")
+    expect(page.get_by_label("資料バーコード")).to_be_focused()
     loans = seeded.execute("SELECT count(*) FILTER (WHERE returned_at IS NULL) AS open, count(*) AS all "
                            "FROM loan").fetchone()
     assert (loans["open"], loans["all"]) == (1, 2)

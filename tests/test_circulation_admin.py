@@ -7,9 +7,6 @@ from __future__ import annotations
 import html
 import re
 import socket
-import socketserver
-import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -531,26 +528,6 @@ def test_barcode_ranges_and_the_scan_tester(staff_client: TestClient, seeded: ps
 
 # -- workstations and the test print ----------------------------------------------------------------------------------
 
-class _Capture(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        chunks = []
-        while chunk := self.request.recv(4096):
-            chunks.append(chunk)
-        server: Any = self.server
-        server.received.append(b"".join(chunks))
-        server.done.set()
-
-
-@pytest.fixture
-def network_printer() -> Iterator[Any]:
-    """A receipt printer stand-in listening on raw TCP on the loopback address."""
-    server: Any = socketserver.TCPServer(("127.0.0.1", 0), _Capture)
-    server.received, server.done = [], threading.Event()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 PRINTED_AT = datetime(2027, 4, 1, 1, 30, tzinfo=UTC)  # 10:30 in Japan

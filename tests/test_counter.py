@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import re
 import socket
-import socketserver
-import threading
-from collections.abc import Iterator
 from datetime import date, timedelta
-from typing import ClassVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -117,27 +114,6 @@ def test_checkin_and_renew_screens(clerk: tuple[TestClient, str], desk: psycopg.
     assert alert_codes(page) == ["not_on_loan"] and 'data-sound="info"' in page
 
 
-class _Printer(socketserver.BaseRequestHandler):
-    received: ClassVar[list[bytes]] = []
-
-    def handle(self) -> None:
-        chunks = []
-        while data := self.request.recv(65536):
-            chunks.append(data)
-        _Printer.received.append(b"".join(chunks))
-
-
-@pytest.fixture
-def printer() -> Iterator[int]:
-    _Printer.received = []
-    server = socketserver.TCPServer(("127.0.0.1", 0), _Printer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -145,12 +121,13 @@ def _free_port() -> int:
 
 
 def test_receipt_printed_on_the_workstation_printer(clerk: tuple[TestClient, str], desk: psycopg.Connection,
-                                                    printer: int) -> None:
+                                                    network_printer: Any) -> None:
     client, csrf = clerk
     with desk.transaction():
         desk.execute("INSERT INTO workstation (code, name, branch_id, printer) SELECT 'main-1', '中央1番', id, %s "
                      "FROM branch WHERE code = 'main'",
-                     (Jsonb({"connection": "network", "host": "127.0.0.1", "port": printer}),))
+                     (Jsonb({"connection": "network", "host": "127.0.0.1",
+                             "port": network_printer.server_address[1]}),))
     resp = client.post("/circulation/workstation", data={"csrf_token": csrf, "workstation": "main-1"},
                        follow_redirects=False)
     assert resp.status_code == 303
@@ -158,14 +135,14 @@ def test_receipt_printed_on_the_workstation_printer(clerk: tuple[TestClient, str
     scan(client, csrf, "checkout", patron="P001", item="1002", done=["1001"])
     page = scan(client, csrf, "receipt", kind="checkout", patron="P001", done=["1001", "1002"])
     assert alert_codes(page) == ["receipt"]
-    lines = decode_escpos(_Printer.received[-1])
+    lines = decode_escpos(network_printer.received[-1])
     text = "\n".join(lines)
     assert "貸出レシート" in text and "坊っちゃん 第1巻" in text and "坊っちゃん 第2巻" in text
     assert "P001" not in text and "利用者 ****" in text  # a card this short is masked entirely
     assert "図書 太郎" not in text and "テスト図書館" in text
     # Reprint sends the same receipt again.
     page = scan(client, csrf, "receipt", kind="checkout", reprint="1")
-    assert alert_codes(page) == ["receipt"] and decode_escpos(_Printer.received[-1]) == lines
+    assert alert_codes(page) == ["receipt"] and decode_escpos(network_printer.received[-1]) == lines
 
 
 def test_offline_printer_keeps_the_loans_and_offers_a_reprint(clerk: tuple[TestClient, str],

@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 import select
 import socket
-import socketserver
-import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -272,26 +269,6 @@ def test_width_out_of_range_is_refused() -> None:
 
 # --- sending ----------------------------------------------------------------------------------------------------------
 
-class _Capture(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        chunks = []
-        while chunk := self.request.recv(4096):
-            chunks.append(chunk)
-        server: Any = self.server
-        server.received.append(b"".join(chunks))
-        server.done.set()
-
-
-@pytest.fixture
-def network_printer() -> Iterator[Any]:
-    """A stand-in for a printer listening on raw TCP port 9100, on the loopback address."""
-    server: Any = socketserver.TCPServer(("127.0.0.1", 0), _Capture)
-    server.received, server.done = [], threading.Event()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def test_send_to_a_network_printer(network_printer: Any) -> None:
