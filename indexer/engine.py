@@ -38,6 +38,14 @@ class SearchEngine(Protocol):
         """Make searches use `generation`, atomically."""
         ...
 
+    def discard(self, generation: str) -> None:
+        """Delete a generation that never became current (a failed rebuild's)."""
+        ...
+
+    def prune_generations(self) -> list[str]:
+        """Delete generations replaced long enough ago that no search can still be using them."""
+        ...
+
     def needs_rebuild(self) -> bool:
         """True when the current generation was built by another analyzer or schema version."""
         ...

@@ -156,6 +156,16 @@ class OpenSearchEngine:
         if current and current != generation:
             actions.insert(0, {"remove": {"index": current, "alias": self.alias}})
         self.client.indices.update_aliases(body={"actions": actions})
+        if current and current != generation:
+            # The alias moves atomically, so no search is routed to the old index after this.
+            self.client.indices.delete(index=current, ignore_unavailable=True)
+
+    def discard(self, generation: str) -> None:
+        if generation != self._current():
+            self.client.indices.delete(index=generation, ignore_unavailable=True)
+
+    def prune_generations(self) -> list[str]:
+        return []  # switch_to deletes the replaced index at once
 
     def needs_rebuild(self) -> bool:
         current = self._current()

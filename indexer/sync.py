@@ -129,6 +129,7 @@ def rebuild(conn: Connection[DictRow], engine: Any, progress: Callable[[int], No
                 last = rows[-1][0]
                 yield rows
 
+    switched = False
     try:
         if workers == 1 or total <= batch:
             for rows in batches():
@@ -147,12 +148,18 @@ def rebuild(conn: Connection[DictRow], engine: Any, progress: Callable[[int], No
                     sink(future.result(), n)
         if bulk is not None:
             bulk.commit()
+            bulk.close()
+            bulk = None
+        _replay_since(conn, engine, started, generation)
+        engine.switch_to(generation)
+        switched = True
     finally:
         if bulk is not None:
             bulk.close()
-    _replay_since(conn, engine, started, generation)
-    engine.switch_to(generation)
+        if not switched:
+            engine.discard(generation)  # an interrupted rebuild leaves no half-built generation behind
     _replay_since(conn, engine, started, generation)  # what changed between the replay and the switch
+    engine.prune_generations()  # earlier generations, retired long enough ago
     return done
 
 

@@ -7,9 +7,11 @@ Each generation records the analyzer version it was built with; a change means a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -44,6 +46,7 @@ CACHE_MIN_HITS = 2000  # results this broad are cached until the next commit (se
 CACHE_SIZE = 512
 BULK_HEAP = 256_000_000  # a rebuild's writer: fewer, larger segments before the merge
 BULK_THREADS = 1  # tantivy indexing threads; the analysis workers already use the other cores
+RETIRED_GRACE = 60.0  # seconds a replaced generation stays on disk: other processes look at `current` every 0.5 s
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -177,11 +180,46 @@ class TantivyEngine:
         return name
 
     def switch_to(self, generation: str) -> None:
-        """Make `generation` the one searches use (atomic rename of the pointer file)."""
+        """Make `generation` the one searches use (atomic rename of the pointer file). The generation it
+        replaces is marked retired; `prune_generations` deletes it once no process can still be reading it."""
+        previous = self._current_name()
         tmp = self.index_dir / "current.tmp"
         tmp.write_text(generation)
         os.replace(tmp, self.index_dir / "current")
         self._index = None
+        if previous and previous != generation:
+            self._retire(previous)
+
+    def _retire(self, generation: str) -> None:
+        with contextlib.suppress(OSError):  # already gone
+            (self.index_dir / generation / "retired").write_text(f"{time.time():.3f}")
+
+    def discard(self, generation: str) -> None:
+        """Drop a generation a failed rebuild leaves behind (never the one searches use)."""
+        if generation != self._current_name():
+            shutil.rmtree(self.index_dir / generation, ignore_errors=True)
+
+    def prune_generations(self, grace: float | None = None) -> list[str]:
+        """Delete generations retired more than `grace` (default RETIRED_GRACE) seconds ago; returns their
+        names. A generation being built carries no retirement mark, so a rebuild in progress is never touched."""
+        grace = RETIRED_GRACE if grace is None else grace
+        current = self._current_name()
+        removed: list[str] = []
+        try:
+            entries = list(self.index_dir.iterdir())
+        except OSError:
+            return removed
+        for path in entries:
+            if path.name == current or not path.is_dir():
+                continue
+            try:
+                retired = float((path / "retired").read_text())
+            except (OSError, ValueError):
+                continue
+            if time.time() - retired >= grace:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        return removed
 
     def _open(self) -> tantivy.Index:
         """The index searches use. The pointer file and the index's commits are looked at every

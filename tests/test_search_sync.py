@@ -170,3 +170,41 @@ def test_search_answers_from_the_old_generation_until_the_switch(seeded: psycopg
     assert during == [[ids[2]]] * 3 and (tmp_path / "index" / "current").read_text() != before
     assert _ids(searcher, "めいあん") == changed
     assert _ids(searcher, "改版") == [ids[2]]
+
+
+def _generations(engine: TantivyEngine) -> list[str]:
+    return sorted(p.name for p in engine.index_dir.iterdir() if p.is_dir())
+
+
+def test_replaced_generations_are_deleted_after_the_grace_period(seeded: psycopg.Connection, engine: TantivyEngine,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _record(seeded, "1", "それから", "ソレカラ")
+    rebuild(seeded, engine, workers=1)
+    first = engine._current_name()
+    rebuild(seeded, engine, workers=1)
+    second = engine._current_name()
+    # Within the grace period the replaced generation stays: another process may still read it.
+    assert _generations(engine) == sorted([first, second])
+    assert engine.prune_generations() == []
+    assert (engine.index_dir / str(first) / "retired").exists()
+
+    monkeypatch.setattr(tantivy_engine, "RETIRED_GRACE", 0.0)
+    rebuild(seeded, engine, workers=1)  # prunes at the end: both earlier generations are gone
+    assert _generations(engine) == [engine._current_name()]
+    assert _ids(engine, "それから")
+
+
+def test_an_interrupted_rebuild_leaves_no_generation_behind(seeded: psycopg.Connection, engine: TantivyEngine,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    _record(seeded, "1", "それから", "ソレカラ")
+    rebuild(seeded, engine, workers=1)
+    before = _generations(engine)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tantivy_engine.BulkWriter, "add", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        rebuild(seeded, engine, workers=1)
+    assert _generations(engine) == before
+    assert _ids(engine, "それから")  # searches still answer from the generation in use

@@ -34,6 +34,8 @@ def apply_search_outbox() -> int:
             _rebuild_once(conn, engine)
         while n := apply_outbox(conn, engine):
             applied += n
+    for name in engine.prune_generations():
+        log.info("search index generation %s deleted (replaced by a rebuild)", name)
     return applied
 
 
