@@ -8,6 +8,7 @@ cannot drift apart; each engine only translates these clauses into its own query
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from indexer import analysis
 from indexer.document import bigrams, reading_bigrams
@@ -53,6 +54,11 @@ class AnyOf:
 Clause = Term | Phrase | Prefix | AllOf | AnyOf
 
 
+# A search in every field (`any`) plans the same words once per field group: analyse them once. Small on
+# purpose: it serves one request's groups, not a cache of popular searches.
+_analyze_query = lru_cache(maxsize=64)(analysis.analyze_query)
+
+
 def is_kana(text: str) -> bool:
     return analysis.is_kana_only(analysis.normalize(text))
 
@@ -67,7 +73,7 @@ def text_clause(group: str, node: Text) -> Clause:
         if is_kana(node.text):
             prefixes.append(Prefix("title_sort", analysis.fold_reading(node.text).replace(" ", "")))
         return AnyOf(tuple(prefixes))
-    a = analysis.analyze_query(node.text)
+    a = _analyze_query(node.text)
     options: list[Clause] = []
     if a.units_c:
         if node.mode in ("phrase", "exact") and len(a.units_c) > 1:
