@@ -3,16 +3,21 @@ readings filled, outbox and audit rows, and rejected records reported while the 
 
 from __future__ import annotations
 
+import json
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from pymarc import MARCReader
 
-from api.audit import Actor
+from api.audit import Actor, record
+from api.catalog import importer, service
 from api.catalog.aozora import read_aozora
-from api.catalog.bib import BibRecord
-from api.catalog.importer import run_import
+from api.catalog.bib import BibRecord, Imported, Rejected
+from api.catalog.importer import ImportReport, run_import
 from api.catalog.marc_import import read_marc
 from api.catalog.service import save_records
 from api.cli import main as shoka
@@ -158,3 +163,111 @@ def test_cli_import_then_reindex(db_url: str, tmp_path: Path, monkeypatch: pytes
         record_id, title = c.execute("SELECT id, title FROM bib_record ORDER BY id LIMIT 1").fetchone()
     hits = TantivyEngine(tmp_path / "index").search(SearchRequest(query=parse_keywords(title))).hits
     assert hits and hits[0].id == record_id
+
+
+def _local(n: int, title: str = "") -> BibRecord:
+    return BibRecord(source="local", control_number=f"L{n}", title=title or f"本{n}", title_reading="ホン")
+
+
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "shoka-import-writer"]
+
+
+def test_batches_are_written_in_order_and_see_the_previous_one(conn: psycopg.Connection,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importer, "BATCH_SIZE", 2)
+    items = [Imported(_local(1), 1), Imported(_local(2), 2),
+             Rejected(3, None, "壊れている"),
+             Imported(_local(1, "第2版"), 4), Imported(_local(3), 5),  # batch 2 repeats batch 1's L1
+             Imported(_local(1, "第3版"), 6), Imported(_local(1, "第4版"), 7),  # twice in batch 3
+             Imported(_local(4), 8),
+             Rejected(9, 1234, "短すぎる")]
+    seen: list[tuple[int, int, int, int]] = []
+
+    def progress(r: ImportReport) -> None:
+        seen.append((r.read, r.added, r.updated, len(r.rejected)))
+
+    report = run_import(conn, ACTOR, iter(items), origin="test", progress=progress)
+    assert (report.read, report.added, report.updated) == (7, 4, 3)
+    assert report.rejected == [("record 3", "壊れている"), ("record 9 (byte 1234)", "短すぎる")]
+    assert seen == [(2, 2, 0, 0), (4, 3, 1, 1), (6, 3, 3, 1), (7, 4, 3, 2)]  # the last batch is saved after the end
+    rows = conn.execute("SELECT control_number, title FROM bib_record ORDER BY id").fetchall()
+    assert [(r["control_number"], r["title"]) for r in rows] == [("L1", "第4版"), ("L2", "本2"), ("L3", "本3"),
+                                                                 ("L4", "本4")]
+    assert _count(conn, "SELECT count(*) AS n FROM audit_log WHERE action = 'catalog.import'") == 4
+    assert _count(conn, "SELECT count(*) AS n FROM search_outbox") == 6  # one per record and batch
+    assert not _writer_threads()
+
+
+def test_a_database_error_stops_the_import_after_the_batches_before_it(conn: psycopg.Connection,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importer, "BATCH_SIZE", 2)
+    audited = 0
+
+    def failing_record(c: psycopg.Connection, *args: object, **kwargs: object) -> int:
+        nonlocal audited
+        audited += 1
+        if audited == 2:  # the second batch's last statement: its records are already inserted
+            c.execute("SELECT 1 / 0")
+        return record(c, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "record", failing_record)
+    consumed = 0
+
+    def items() -> Iterator[Imported]:
+        nonlocal consumed
+        for n in range(1, 101):
+            consumed += 1
+            yield Imported(_local(n), n)
+
+    threads, interval = set(threading.enumerate()), sys.getswitchinterval()
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        run_import(conn, ACTOR, items(), origin="test")
+    assert set(threading.enumerate()) == threads and sys.getswitchinterval() == interval
+    # The reader is at most the queued batch and the one being prepared ahead of the writer, plus one item.
+    assert consumed <= 4 * 2 + 1
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert [r["control_number"] for r in conn.execute("SELECT control_number FROM bib_record ORDER BY id")] == \
+        ["L1", "L2"]
+    assert _count(conn, "SELECT count(*) AS n FROM audit_log WHERE action = 'catalog.import'") == 1
+    assert _count(conn, "SELECT count(*) AS n FROM search_outbox") == 2
+
+
+def test_an_error_while_reading_is_raised_after_the_batches_read_before_it(conn: psycopg.Connection,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importer, "BATCH_SIZE", 2)
+
+    def items() -> Iterator[Imported]:
+        for n in range(1, 6):
+            yield Imported(_local(n), n)
+        raise OSError("the file went away")
+
+    with pytest.raises(OSError, match="went away"):
+        run_import(conn, ACTOR, items(), origin="test")
+    assert not _writer_threads()
+    # Batches 1 and 2 were complete: saved, as without pipelining; record 5 was in the unfinished third.
+    assert _count(conn, "SELECT count(*) AS n FROM bib_record") == 4
+    assert _count(conn, "SELECT count(*) AS n FROM audit_log WHERE action = 'catalog.import'") == 2
+
+
+def test_staging_rows_keep_every_value(conn: psycopg.Connection) -> None:
+    odd = BibRecord(source="local", control_number='L"1\\', title='書名 "引用" \\ {a,b} 𠮷', title_reading="ショメイ",
+                    material_type="book", year=2024, ndc="913.6", isbns=["9784000000001", "978400000000X"],
+                    raw=b"\x00\xff", raw_format="marc21")
+    bare = BibRecord(source="local", control_number="L2", title="題")
+    assert save_records(conn, ACTOR, [odd, bare]).added == 2
+    rows = conn.execute("SELECT source, control_number, title, title_reading, material_type, pub_year, ndc, isbns, "
+                        "data, raw_format, raw FROM bib_record ORDER BY id").fetchall()
+    for r, row in zip([odd, bare], rows, strict=True):
+        assert (row["source"], row["control_number"], row["title"], row["title_reading"], row["material_type"],
+                row["pub_year"], row["ndc"], row["isbns"], row["raw_format"]) == \
+            (r.source, r.control_number, r.title, r.title_reading, r.material_type, r.year, r.ndc, r.isbns,
+             r.raw_format)
+        assert row["data"] == json.loads(r.dumps())
+        assert (bytes(row["raw"]) if row["raw"] is not None else None) == r.raw
+
+
+def test_saving_refuses_a_connection_not_in_utf8(conn: psycopg.Connection) -> None:
+    conn.execute("SET client_encoding = 'EUC_JP'")
+    with pytest.raises(RuntimeError, match="UTF8"):
+        save_records(conn, ACTOR, [_local(1)])

@@ -4,11 +4,16 @@ A batch is one transaction: existing records are found with two queries (by sour
 number, then by ISBN), the batch is copied (binary COPY) into a temporary staging table, new records
 are inserted with one INSERT ... SELECT and existing ones updated with one UPDATE ... FROM, and every
 touched record gets a search-outbox row. No query runs per record.
+
+Saving is two steps: `prepare_records` (Python only: each record's JSON and its staging row, encoded
+for the COPY) and `write_batch` (the transaction), so that a bulk import can prepare one batch while
+another is written.
 """
 
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,17 +33,83 @@ class SaveResult:
     updated: int = 0
 
 
-def _resolve_ids(conn: Connection[DictRow], records: Sequence[BibRecord]) -> list[int | None]:
+# One staging row per incoming record, filled by binary COPY: far cheaper for both sides than rows of
+# array parameters. The temporary table lives as long as the session and is emptied at each commit.
+_STAGE = """CREATE TEMP TABLE IF NOT EXISTS bib_stage (
+    n int, id bigint, source text, control_number text, title text, title_reading text, material_type text,
+    pub_year int, ndc text, isbns text[], data jsonb, raw_format text, raw bytea) ON COMMIT DELETE ROWS"""
+# prepare_records encodes every column but `id` (known only once the batch is matched), which comes last.
+_STAGE_COLUMNS = "n, source, control_number, title, title_reading, material_type, pub_year, ndc, isbns, data, " \
+                 "raw_format, raw, id"
+
+# PostgreSQL's binary COPY format (see COPY in its manual), written here rather than by psycopg's
+# write_row so that the thread holding the connection has only each row's id left to add.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+_COPY_TRAILER = b"\xff\xff"
+_ROW_START = struct.pack(">h", 13)  # fields per row
+_NULL = struct.pack(">i", -1)  # a field's length when it is NULL
+_INT4 = struct.Struct(">ii")  # length, value
+_INT8 = struct.Struct(">iq")  # length, value
+_ARRAY_HEAD = struct.Struct(">iii")  # dimensions, has-NULLs flag, element type
+_ARRAY_DIM = struct.Struct(">ii")  # length, lower bound
+_TEXT_OID = 25
+
+
+def _field(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def _text(value: str | None) -> bytes:
+    # UTF-8: the encoding of Shoka's databases (write_batch checks the connection's).
+    return _NULL if value is None else _field(value.encode())
+
+
+def _text_array(values: Sequence[str]) -> bytes:
+    if not values:  # an empty array has no dimension
+        return _field(_ARRAY_HEAD.pack(0, 0, _TEXT_OID))
+    return _field(_ARRAY_HEAD.pack(1, 0, _TEXT_OID) + _ARRAY_DIM.pack(len(values), 1) + b"".join(map(_text, values)))
+
+
+def _stage_row(n: int, r: BibRecord) -> bytes:
+    """Record r as the n-th staging row, without its final `id` field."""
+    return b"".join((
+        _ROW_START, _INT4.pack(4, n), _text(r.source), _text(r.control_number), _text(r.title),
+        _text(r.title_reading), _text(r.material_type), _NULL if r.year is None else _INT4.pack(4, r.year),
+        _text(r.ndc), _text_array(r.isbns),
+        _field(b"\x01" + r.dumps().encode()),  # jsonb: format version 1, then the JSON text
+        _text(r.raw_format), _NULL if r.raw is None else _field(r.raw)))
+
+
+@dataclass
+class PreparedBatch:
+    """A batch of records turned into staging rows: the Python half of saving, which needs no connection
+    (so a bulk import prepares the next batch while PostgreSQL writes this one)."""
+
+    sources: list[str]
+    control_numbers: list[str]
+    isbns: list[list[str]]
+    rows: list[bytes]  # binary COPY rows, each without its final `id`
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def prepare_records(records: Sequence[BibRecord]) -> PreparedBatch:
+    """The staging rows of a batch, with each record's JSON serialised and everything encoded for COPY."""
+    return PreparedBatch([r.source for r in records], [r.control_number for r in records],
+                         [list(r.isbns) for r in records], [_stage_row(n, r) for n, r in enumerate(records)])
+
+
+def _resolve_ids(conn: Connection[DictRow], batch: PreparedBatch) -> list[int | None]:
     """The existing record id for each incoming record: same source and control number first,
     then any shared ISBN; None for a new record; -1 - j for a repeat of new record j in this batch."""
-    sources = [r.source for r in records]
-    numbers = [r.control_number for r in records]
+    keys = list(zip(batch.sources, batch.control_numbers, strict=True))
     by_key = {(row["source"], row["control_number"]): row["id"] for row in conn.execute(
         "SELECT b.id, b.source, b.control_number FROM bib_record b "
         "JOIN unnest(%s::text[], %s::text[]) AS k(source, control_number) USING (source, control_number)",
-        (sources, numbers)).fetchall()}
-    ids: list[int | None] = [by_key.get((r.source, r.control_number)) for r in records]
-    wanted = sorted({isbn for r, found in zip(records, ids, strict=True) if found is None for isbn in r.isbns})
+        (batch.sources, batch.control_numbers)).fetchall()}
+    ids: list[int | None] = [by_key.get(key) for key in keys]
+    wanted = sorted({isbn for isbns, found in zip(batch.isbns, ids, strict=True) if found is None for isbn in isbns})
     if wanted:
         by_isbn: dict[str, int] = {}
         # One GIN probe per ISBN: with the whole list in one `isbns && ...` the planner reads every row instead.
@@ -48,34 +119,17 @@ def _resolve_ids(conn: Connection[DictRow], records: Sequence[BibRecord]) -> lis
                 "ORDER BY b.id", (wanted,)).fetchall():
             for isbn in row["isbns"]:
                 by_isbn.setdefault(isbn, row["id"])
-        for i, r in enumerate(records):
+        for i, isbns in enumerate(batch.isbns):
             if ids[i] is None:
-                ids[i] = next((by_isbn[isbn] for isbn in r.isbns if isbn in by_isbn), None)
+                ids[i] = next((by_isbn[isbn] for isbn in isbns if isbn in by_isbn), None)
     first: dict[tuple[str, str], int] = {}
-    for i, r in enumerate(records):
-        key = (r.source, r.control_number)
+    for i, key in enumerate(keys):
         if key in first:  # the same record twice in one batch: the later copy updates the earlier
             j = first[key]
             ids[i] = ids[j] if ids[j] is not None else -1 - j
         else:
             first[key] = i
     return ids
-
-
-# One staging row per incoming record, filled by binary COPY: far cheaper for both sides than rows of
-# array parameters. The temporary table lives as long as the session and is emptied at each commit.
-_STAGE = """CREATE TEMP TABLE IF NOT EXISTS bib_stage (
-    n int, id bigint, source text, control_number text, title text, title_reading text, material_type text,
-    pub_year int, ndc text, isbns text[], data jsonb, raw_format text, raw bytea) ON COMMIT DELETE ROWS"""
-_STAGE_COLUMNS = "n, id, source, control_number, title, title_reading, material_type, pub_year, ndc, isbns, data, " \
-                 "raw_format, raw"
-_STAGE_TYPES = ["int4", "int8", "text", "text", "text", "text", "text", "int4", "text", "text[]", "jsonb", "text",
-                "bytea"]
-
-
-def _stage_row(n: int, found: int | None, r: BibRecord) -> tuple[Any, ...]:
-    return (n, found, r.source, r.control_number, r.title, r.title_reading, r.material_type, r.year, r.ndc,
-            list(r.isbns), r.to_json(), r.raw_format, r.raw)
 
 
 def save_records(conn: Connection[DictRow], actor: Actor, records: Sequence[BibRecord], *,
@@ -86,18 +140,28 @@ def save_records(conn: Connection[DictRow], actor: Actor, records: Sequence[BibR
     rebuild indexes every record anyway, so per-record outbox rows would only make the worker index
     them a second time.
     """
+    return write_batch(conn, actor, prepare_records(records), origin=origin, outbox=outbox)
+
+
+def write_batch(conn: Connection[DictRow], actor: Actor, batch: PreparedBatch, *, origin: str = "",
+                outbox: bool = True) -> SaveResult:
+    """`save_records` for a batch from `prepare_records`: the matching and the writing, in one transaction."""
     result = SaveResult()
-    if not records:
+    if not batch:
         return result
+    if conn.info.encoding != "utf-8":  # the staging rows' text is UTF-8
+        raise RuntimeError(f"the database connection's client encoding is {conn.info.encoding}, not UTF8")
     with conn.transaction():
         # The ISBN lookup scans GIN's pending list; a small list keeps that scan short during a long import.
         conn.execute("SET LOCAL gin_pending_list_limit = 64")
-        ids = _resolve_ids(conn, records)
+        ids = _resolve_ids(conn, batch)
         conn.execute(_STAGE)
+        payload = [_COPY_HEADER]
+        for found, row in zip(ids, batch.rows, strict=True):
+            payload += (row, _NULL if found is None else _INT8.pack(8, found))
+        payload.append(_COPY_TRAILER)
         with conn.cursor() as cur, cur.copy(f"COPY bib_stage ({_STAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_STAGE_TYPES)
-            for n, (found, r) in enumerate(zip(ids, records, strict=True)):
-                copy.write_row(_stage_row(n, found, r))
+            copy.write(b"".join(payload))
         new_idx = [i for i, found in enumerate(ids) if found is None]
         if new_idx:
             inserted = conn.execute(
@@ -109,7 +173,7 @@ def save_records(conn: Connection[DictRow], actor: Actor, records: Sequence[BibR
                    RETURNING id, source, control_number""").fetchall()
             by_key = {(row["source"], row["control_number"]): row["id"] for row in inserted}
             for i in new_idx:
-                ids[i] = by_key[(records[i].source, records[i].control_number)]
+                ids[i] = by_key[(batch.sources[i], batch.control_numbers[i])]
             result.added = len(new_idx)
         repeats = [(found, ids[-1 - found]) for found in ids if found is not None and found < 0]
         if repeats:  # later copies of a record that is new in this batch update the row just inserted
@@ -119,7 +183,7 @@ def save_records(conn: Connection[DictRow], actor: Actor, records: Sequence[BibR
                 if found is not None and found < 0:
                     ids[i] = ids[-1 - found]
         new = set(new_idx)
-        result.updated = len(records) - len(new)
+        result.updated = len(batch) - len(new)
         if result.updated:
             # Source and control number stay: a record matched by ISBN keeps the key it was found by.
             conn.execute(
