@@ -132,6 +132,16 @@ class Loaded:
     branch_ids: dict[str, int]
 
 
+def timed_phase(conn: Any, phases: list[tuple[str, int, float]], name: str, sql: str, params: Any = None) -> int:
+    """One data-building statement in its own transaction, timed into `phases` and reported as it ends."""
+    t0 = time.perf_counter()
+    with conn.transaction():
+        rows = conn.execute(sql, params).rowcount
+    phases.append((name, rows, time.perf_counter() - t0))
+    print(f"  {name}: {rows:,} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return int(rows)
+
+
 def load(conn: Any, scale: float) -> Loaded:
     n_records = max(1_000, round(NAGANO["records"] * scale))
     n_items = max(2_000, round(NAGANO["items"] * scale))
@@ -140,12 +150,7 @@ def load(conn: Any, scale: float) -> Loaded:
     phases: list[tuple[str, int, float]] = []
 
     def phase(name: str, sql: str, params: Any = None) -> int:
-        t0 = time.perf_counter()
-        with conn.transaction():
-            rows = conn.execute(sql, params).rowcount
-        phases.append((name, rows, time.perf_counter() - t0))
-        print(f"  {name}: {rows:,} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        return int(rows)
+        return timed_phase(conn, phases, name, sql, params)
 
     with conn.transaction():
         for code, name, kind, _ in BRANCHES:

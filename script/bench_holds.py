@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import latency_row, pct
-from bench_circulation import ACTOR, CLIENTS, CpuProbe, Loaded, Op, Run, h, load, refused, run_clients
+from bench_circulation import ACTOR, CLIENTS, CpuProbe, Loaded, Op, Run, h, load, refused, run_clients, timed_phase
 
 from api import db
 from api.circulation import service as circulation
@@ -92,12 +92,7 @@ def set_up(conn: Any, loaded: Loaded, scale: float, needed_patrons: int) -> Setu
     phases: list[tuple[str, int, float]] = []
 
     def phase(name: str, sql: str, params: Any = None) -> int:
-        t0 = time.perf_counter()
-        with conn.transaction():
-            rows = conn.execute(sql, params).rowcount
-        phases.append((name, rows, time.perf_counter() - t0))
-        print(f"  {name}: {rows:,} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        return int(rows)
+        return timed_phase(conn, phases, name, sql, params)
 
     # The patrons the bestseller needs come first (so no background hold gets in their way).
     fresh = clean_patrons(conn, loaded.heavy_id)
