@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import dataclasses
 import itertools
+import json
 import os
 import random
 import re
@@ -708,6 +710,24 @@ def freshness(url: str, index_dir: Path, samples: int, interval: float, seed: in
 
 def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, queries: int, clients: int,
                  fresh: int, workdir: Path, postmaster: int | None, index_workers: int | None = None) -> None:
+    """Build the catalogue (unless `workdir` holds one from an earlier `--keep` run), then time searches."""
+    kept = workdir / "samples.json"
+    if kept.exists():
+        samples = [Sample(**s) for s in json.loads(kept.read_text())]
+        with db.connect(url) as conn:
+            n = conn.execute("SELECT count(*) AS n FROM bib_record").fetchone()["n"]  # type: ignore[index]
+        print(f"Catalogue kept in {workdir}: {n:,} records (built by an earlier run; its import and index figures "
+              "are in that run's output). Only the searches and freshness are timed here.")
+    else:
+        samples = build_catalogue(url, records, seed=seed, batch=batch, raw=raw, workdir=workdir,
+                                  postmaster=postmaster, index_workers=index_workers)
+        kept.write_text(json.dumps([dataclasses.asdict(s) for s in samples], ensure_ascii=False))
+    time_searches(url, workdir / "index", samples, seed=seed, queries=queries, clients=clients, fresh=fresh)
+
+
+def build_catalogue(url: str, records: int, *, seed: int, batch: int, raw: bool, workdir: Path,
+                    postmaster: int | None, index_workers: int | None = None) -> list[Sample]:
+    """Import, add items, index; print the throughput, CPU and size tables. Returns the query mix's samples."""
     from indexer.sync import apply_outbox, default_workers, rebuild
     from indexer.tantivy_engine import TantivyEngine
 
@@ -839,12 +859,18 @@ def bench_search(url: str, records: int, *, seed: int, batch: int, raw: bool, qu
         print(f"| {name:<37} | {value / mb:>11,.0f} |")
     print(f"| {'peak RSS after import (this process)':<37} | {rss_import:>11,.0f} |")
     print(f"| {'peak RSS after index (this process)':<37} | {rss_index:>11,.0f} |")
+    return gen.samples
+
+
+def time_searches(url: str, index_dir: Path, samples: list[Sample], *, seed: int, queries: int, clients: int,
+                  fresh: int) -> None:
+    from indexer.tantivy_engine import TantivyEngine
 
     # Search: warm up on a different mix, then measure. Every run has a mix of its own, so the engines' result
     # cache (broad searches, kept until the next commit) only serves searches repeated within a run.
-    mixes = (query_mix(gen.samples, seed + 1 + k, queries) for k in itertools.count())
+    mixes = (query_mix(samples, seed + 1 + k, queries) for k in itertools.count())
     mix = next(mixes)
-    warm = query_mix(gen.samples, seed + 1000, min(500, queries))
+    warm = query_mix(samples, seed + 1000, min(500, queries))
     shared = TantivyEngine(index_dir)
     print("  search: warming up", file=sys.stderr)
     run_clients(url, lambda: shared, warm, 1, len(warm))
@@ -933,6 +959,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--index-workers", type=int, default=None,
                         help="search: analysis processes for the rebuild (default: one per core)")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="search: build the catalogue (database and index) in DIR and keep it; a later run "
+                             "with the same DIR skips the build and times only the searches")
     parser.add_argument("--no-raw", action="store_true", help="search: leave the raw MARC out of the records")
     args = parser.parse_args()
 
@@ -954,15 +983,20 @@ def main() -> None:
                          postmaster=postmaster, index_workers=args.index_workers)
 
     url = os.environ.get("DATABASE_URL")
-    with tempfile.TemporaryDirectory(prefix="shoka-bench-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            workdir = args.keep.resolve()
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shoka-bench-")))
         if url:
-            run(url, Path(tmp))
+            run(url, workdir)
             return
-        pg = EmbeddedPostgres(Path(tmp))
+        pg = EmbeddedPostgres(workdir)
         pg.ensure_running()
         try:
             migrate.upgrade(pg.url())
-            run(pg.url(), Path(tmp), int((pg.pgdata / "postmaster.pid").read_text().split()[0]))
+            run(pg.url(), workdir, int((pg.pgdata / "postmaster.pid").read_text().split()[0]))
         finally:
             db.close_all()
             pg.stop()
