@@ -271,3 +271,14 @@ def test_saving_refuses_a_connection_not_in_utf8(conn: psycopg.Connection) -> No
     conn.execute("SET client_encoding = 'EUC_JP'")
     with pytest.raises(RuntimeError, match="UTF8"):
         save_records(conn, ACTOR, [_local(1)])
+
+
+
+def test_isbn_matching_probes_an_index_without_a_pending_list(conn: psycopg.Connection) -> None:
+    # With GIN's fastupdate every ISBN lookup also scans the recent insertions: the import's largest cost.
+    options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'bib_record_isbns'").fetchone()
+    assert "fastupdate=off" in options["reloptions"]
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")  # a near-empty test table would be scanned instead
+        plan = conn.execute("EXPLAIN SELECT id FROM bib_record WHERE isbns @> ARRAY['9784000000000']").fetchall()
+    assert "bib_record_isbns" in "\n".join(row["QUERY PLAN"] for row in plan)

@@ -152,8 +152,6 @@ def write_batch(conn: Connection[DictRow], actor: Actor, batch: PreparedBatch, *
     if conn.info.encoding != "utf-8":  # the staging rows' text is UTF-8
         raise RuntimeError(f"the database connection's client encoding is {conn.info.encoding}, not UTF8")
     with conn.transaction():
-        # The ISBN lookup scans GIN's pending list; a small list keeps that scan short during a long import.
-        conn.execute("SET LOCAL gin_pending_list_limit = 64")
         ids = _resolve_ids(conn, batch)
         conn.execute(_STAGE)
         payload = [_COPY_HEADER]
