@@ -387,9 +387,10 @@ class TantivyEngine:
             return Query.regex_query(s, clause.field, re.escape(clause.value) + ".*")
         if isinstance(clause, AllOf):
             return Query.boolean_query([(Occur.Must, self._render(c)) for c in clause.clauses])
-        if not clause.clauses:
-            return Query.empty_query()
-        return Query.boolean_query([(Occur.Should, self._render(c)) for c in _alternatives(clause)])
+        alternatives = _alternatives(clause)
+        if not alternatives:
+            return Query.empty_query()  # an empty AnyOf matches nothing
+        return Query.boolean_query([(Occur.Should, self._render(c)) for c in alternatives])
 
 
 def _alternatives(clause: AnyOf) -> list[Clause]:
