@@ -370,8 +370,8 @@ class TantivyEngine:
 
     def _render(self, clause: Clause) -> Any:
         """One tantivy query for a plan clause, with nested alternatives flattened: a flat OR of term
-        queries is the shape tantivy scores fastest (its term union and block-max skipping), and the sum
-        of the scores is the same as with the nesting."""
+        queries is the shape tantivy scores fastest (its specialised union of term scorers), and the sum
+        of the scores is the same as with the nesting (tests/test_tantivy_render.py)."""
         s = self.schema
         while isinstance(clause, AllOf | AnyOf) and len(clause.clauses) == 1:
             clause = clause.clauses[0]
