@@ -373,8 +373,7 @@ class TantivyEngine:
         queries is the shape tantivy scores fastest (its specialised union of term scorers), and the sum
         of the scores is the same as with the nesting (tests/test_tantivy_render.py)."""
         s = self.schema
-        while isinstance(clause, AllOf | AnyOf) and len(clause.clauses) == 1:
-            clause = clause.clauses[0]
+        clause = _unwrapped(clause)
         if isinstance(clause, Term):
             query = Query.term_query(s, clause.field, clause.value)
             return Query.boost_query(query, clause.boost) if clause.boost != 1.0 else query
@@ -393,12 +392,17 @@ class TantivyEngine:
         return Query.boolean_query([(Occur.Should, self._render(c)) for c in alternatives])
 
 
+def _unwrapped(clause: Clause) -> Clause:
+    """The clause inside any one-clause AllOf or AnyOf around it (the same matches and score)."""
+    while isinstance(clause, AllOf | AnyOf) and len(clause.clauses) == 1:
+        clause = clause.clauses[0]
+    return clause
+
+
 def _alternatives(clause: AnyOf) -> list[Clause]:
     """The alternatives of `clause` with those of nested AnyOfs (and one-clause AllOfs) lifted up."""
     out: list[Clause] = []
-    for c in clause.clauses:
-        while isinstance(c, AllOf) and len(c.clauses) == 1:
-            c = c.clauses[0]
+    for c in map(_unwrapped, clause.clauses):
         if isinstance(c, AnyOf):
             out += _alternatives(c)
         else:
