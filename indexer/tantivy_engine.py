@@ -41,6 +41,7 @@ from indexer.query import (
 
 SCHEMA_VERSION = 1
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language")
+COUNTING_FACET = "available"  # exactly one value per document ("true"/"false"): its buckets add up to the hits
 RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness target: 2 s)
 CACHE_MIN_HITS = 2000  # results this broad are cached until the next commit (see ResultCache)
 CACHE_SIZE = 512
@@ -317,7 +318,10 @@ class TantivyEngine:
             clauses.append((tantivy.Occur.Must, self._compile(request.query)))
         for condition in request.filters:
             clauses.append((tantivy.Occur.Must, self._compile(condition)))
-        query = tantivy.Query.boolean_query(clauses) if clauses else tantivy.Query.all_query()
+        if len(clauses) == 1:
+            query = clauses[0][1]  # not wrapped: a bare flat OR of terms is what tantivy can prune (block-max WAND)
+        else:
+            query = tantivy.Query.boolean_query(clauses) if clauses else tantivy.Query.all_query()
         order: dict[str, Any] = {}
         if request.sort == "newest":
             order = {"order_by_field": "year", "order": tantivy.Order.Desc}
@@ -327,18 +331,24 @@ class TantivyEngine:
             order = {"order_by_field": "title_sort", "order": tantivy.Order.Asc}
         elif request.query is None:
             order = {"order_by_field": "created", "order": tantivy.Order.Desc}  # new arrivals first
-        found = searcher.search(query, request.size, count=True, offset=request.offset, **order)
+        facets: dict[str, list[tuple[str, int]]] = {}
+        total: int | None = None
+        if request.facets:
+            # The aggregation visits every hit anyway, so it also gives the total: every document has exactly
+            # one `available` value. The top hits then need no count, and tantivy may skip blocks that cannot
+            # reach them.
+            names = {*request.facets, COUNTING_FACET}
+            aggs = {f: {"terms": {"field": f, "size": 50 if f != "year" else 100}} for f in names}
+            raw = searcher.aggregate(query, aggs)
+            buckets = {f: raw.get(f, {}).get("buckets", []) for f in names}
+            facets = {f: [(str(b["key"]), int(b["doc_count"])) for b in buckets[f]] for f in request.facets}
+            total = sum(int(b["doc_count"]) for b in buckets[COUNTING_FACET])
+        found = searcher.search(query, request.size, count=total is None, offset=request.offset, **order)
         # Ids from the fast field: no stored document is read for a hit.
         ids = searcher.fast_field_values("id", [addr for _, addr in found.hits]) if found.hits else []
         hits = [Hit(int(i or 0), float(key) if not order else 0.0) for (key, _), i in zip(found.hits, ids, strict=True)]
-        facets: dict[str, list[tuple[str, int]]] = {}
-        if request.facets:
-            aggs = {f: {"terms": {"field": f, "size": 50 if f != "year" else 100}} for f in request.facets}
-            raw = searcher.aggregate(query, aggs)
-            for f in request.facets:
-                buckets = raw.get(f, {}).get("buckets", [])
-                facets[f] = [(str(b["key"]), int(b["doc_count"])) for b in buckets]
-        total = int(getattr(found, "count", None) or 0)  # missing from tantivy's type stub
+        if total is None:
+            total = int(getattr(found, "count", None) or 0)  # missing from tantivy's type stub
         result = SearchResult(total=total, hits=hits, facets=facets)
         if total >= CACHE_MIN_HITS:
             self._cache.put(request, result)

@@ -102,6 +102,21 @@ def test_facets_count_matching_records(engine: Any) -> None:
     assert dict(result.facets["available"]) == {"true": 2}
 
 
+@pytest.mark.parametrize("facets", [(), ("ndc_class",), ("available", "year"), ("branch", "language")])
+def test_total_counts_every_match_whatever_the_facets(engine: Any, facets: tuple[str, ...]) -> None:
+    # tantivy takes the total from the facet aggregation when there is one: it must not depend on which.
+    cases: list[tuple[Any, tuple[Any, ...], int]] = [
+        (parse_keywords("夏目"), (), 2), (None, (), 5), (None, (Keyword("branch", "east"),), 2),
+        (parse_keywords("図書館 OR 猫"), (), 2), (Bool(must_not=(Keyword("ndc_class", "9"),)), (), 3),
+        (parse_keywords("夏目"), (Range("year", 2000, 2010),), 1), (parse_keywords("存在しない言葉"), (), 0)]
+    for query, filters, expected in cases:
+        result = engine.search(SearchRequest(query=query, filters=filters, facets=facets, size=1))
+        assert (result.total, sorted(result.facets)) == (expected, sorted(facets)), (query, filters)
+        assert len(result.hits) == min(1, expected)
+    engine.write([], deleted=[5])
+    assert engine.search(SearchRequest(facets=facets)).total == 4
+
+
 def test_sorting_and_paging(engine: Any) -> None:
     assert ids(engine, None, sort="newest") == [3, 2, 4, 1, 5]
     assert ids(engine, None, sort="oldest", size=2, page=2) == [4, 2]
