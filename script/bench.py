@@ -948,10 +948,11 @@ def time_searches(url: str, index_dir: Path, samples: list[Sample], *, seed: int
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["audit", "search", "circulation", "holds"])
+    parser.add_argument("what", choices=["audit", "search", "marc", "circulation", "holds"])
     parser.add_argument("--scale", type=float, default=None,
                         help="audit: operations per writer (2000); circulation, holds: fraction of Nagano (1.0)")
-    parser.add_argument("--records", type=int, default=1_000_000, help="search: catalogue size (e.g. 3650000)")
+    parser.add_argument("--records", type=int, default=None,
+                        help="search: catalogue size (1000000; e.g. 3650000); marc: records to import (200000)")
     parser.add_argument("--batch", type=int, default=1000, help="search: records per import batch (one transaction)")
     parser.add_argument("--queries", type=int, default=2000, help="search: queries per latency run")
     parser.add_argument("--clients", type=int, default=16, help="search: concurrent clients")
@@ -968,6 +969,10 @@ def main() -> None:
     def run(url: str, workdir: Path, postmaster: int | None = None) -> None:
         if args.what == "audit":
             bench_audit(url, int(args.scale or 2000))
+        elif args.what == "marc":
+            from bench_marc import bench_marc
+
+            bench_marc(url, args.records or 200_000, workdir, postmaster)
         elif args.what == "circulation":
             from bench_circulation import bench_circulation
 
@@ -978,7 +983,7 @@ def main() -> None:
 
             bench_holds(url, 1.0 if args.scale is None else args.scale, workdir, seed=args.seed, postmaster=postmaster)
         else:
-            bench_search(url, args.records, seed=args.seed, batch=args.batch, raw=not args.no_raw,
+            bench_search(url, args.records or 1_000_000, seed=args.seed, batch=args.batch, raw=not args.no_raw,
                          queries=args.queries, clients=args.clients, fresh=args.freshness, workdir=workdir,
                          postmaster=postmaster, index_workers=args.index_workers)
 

@@ -622,3 +622,56 @@ def test_garbage_without_terminators_costs_one_rejection(size: int) -> None:
     assert isinstance(bad, Rejected) and bad.offset == len(raw_records()[0])
     assert bad.reason.startswith("no record terminator within 99,999 bytes")
     assert items[2].offset == len(raw_records()[0]) + len(garbage) + 1
+
+
+def test_reading_processes_give_the_same_items_in_file_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shared records twice, then the broken ones, in batches of 50: several batches per process, and
+    # rejections that must keep their positions and offsets.
+    broken, expected = broken_file()
+    path = tmp_path / "mixed.mrc"
+    path.write_bytes(sample() + sample() + broken)
+    monkeypatch.setattr("api.catalog.marc_import.FRAMES_PER_TASK", 50)
+    here = list(read_marc(path, "ndl-marc21", workers=1))
+    parallel = list(read_marc(path, "ndl-marc21", workers=2))
+    assert len(here) == 2 * 233 + len(expected) and sum(isinstance(i, Rejected) for i in here) >= 6
+    assert parallel == here
+    # A reader stopped early shuts its processes down instead of leaving them behind.
+    reader = read_marc(path, "ndl-marc21", workers=2)
+    first = [next(reader) for _ in range(3)]
+    reader.close()  # type: ignore[attr-defined]
+    assert first == here[:3]
+    import multiprocessing
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+def test_large_files_are_read_in_processes_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.catalog.marc_import as marc_import
+
+    seen: list[int] = []
+    real = marc_import._read_iso
+    monkeypatch.setattr(marc_import, "_read_iso", lambda stream, profile, workers: seen.append(workers) or
+                        real(stream, profile, 1))
+    monkeypatch.setenv("SHOKA_IMPORT_WORKERS", "3")
+    small = tmp_path / "small.mrc"
+    small.write_bytes(sample())
+    list(read_marc(small, "ndl-marc21"))
+    monkeypatch.setattr(marc_import, "PARALLEL_MIN_BYTES", len(sample()))
+    list(read_marc(small, "ndl-marc21"))
+    list(read_marc(io.BytesIO(sample()), "ndl-marc21"))  # a stream: no size to go by
+    assert seen == [1, 3, 1]
+
+
+def test_record_json_is_what_asdict_gives() -> None:
+    # BibRecord.to_json builds asdict's dict directly (for speed); the JSON stored must not change.
+    import dataclasses
+
+    records = [i.record for i in ndl() if isinstance(i, Imported)]
+    assert len(records) == 233 and any(r.authors and r.subjects and r.classifications for r in records)
+    for r in records:
+        r.readings_generated = {"title", "authors"}
+        expected = dataclasses.asdict(r)
+        expected["readings_generated"] = ["authors", "title"]
+        del expected["raw"]
+        got = r.to_json()
+        assert got == expected and list(got) == list(expected)
+        assert got["authors"] is not r.authors and all(type(a) is dict for a in got["authors"])

@@ -19,13 +19,22 @@ Reading MARCXML: a streaming expat parser (any namespace or none), one record at
 the record re-serialized by pymarc.record_to_xml, since an XML fragment cut from its file would
 lose its namespace declarations. XML that is not well-formed cannot be resynchronised: the
 reader reports where it broke and stops.
+
+A large ISO 2709 file is decoded and mapped in worker processes (one per core, SHOKA_IMPORT_WORKERS):
+this process only frames the records and hands them out in batches, and the items come back in file
+order. Decoding and mapping cost about half a millisecond of CPU a record, more than saving it does.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import multiprocessing
+import os
 import re
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from functools import lru_cache, partial
 from pathlib import Path
@@ -986,36 +995,88 @@ def _open(path_or_stream: str | Path | IO[bytes]) -> tuple[IO[bytes], bool]:
     return path_or_stream, False
 
 
+def import_workers() -> int:
+    """Reading processes for a large ISO 2709 file: SHOKA_IMPORT_WORKERS, else one per core."""
+    value = os.environ.get("SHOKA_IMPORT_WORKERS", "")
+    return max(1, int(value)) if value.isdigit() else os.cpu_count() or 1
+
+
+PARALLEL_MIN_BYTES = 4 << 20  # smaller files are read in this process: starting the workers costs more
+FRAMES_PER_TASK = 500  # records per batch handed to a reading process
+TASKS_IN_FLIGHT = 2  # batches queued per process: enough to keep it busy, few enough to bound memory
+
+
 def read_marc(path_or_stream: str | Path | IO[bytes], profile_name: str | Path, *,
-              marcxml: bool = False) -> Iterator[ImportItem]:
+              marcxml: bool = False, workers: int | None = None) -> Iterator[ImportItem]:
     """Stream the records of an ISO 2709 (or, with marcxml=True, MARCXML) file as `Imported` /
-    `Rejected` items. An empty file yields nothing. An unknown profile raises
+    `Rejected` items, in file order. An empty file yields nothing. An unknown profile raises
     `UnknownProfileError` (listing the available ones) before anything is read; so does a
-    skeleton profile whose placeholders have not been filled in."""
+    skeleton profile whose placeholders have not been filled in.
+
+    `workers` reading processes decode and map ISO 2709 records; by default `import_workers()` for a
+    file of PARALLEL_MIN_BYTES or more, else none (this process)."""
     profile = load_profile(profile_name)
     if profile.status == "skeleton":
         raise ProfileError(f"profile {profile.name!r} is a skeleton: fill in the placeholder tags "
                            f"({', '.join(profile.placeholders[:6])}{' ...' if len(profile.placeholders) > 6 else ''})"
                            f" in {profile.path} and set status: ready")
-    return _read_xml(path_or_stream, profile) if marcxml else _read_iso(path_or_stream, profile)
+    if marcxml:
+        return _read_xml(path_or_stream, profile)
+    if workers is None:
+        large = isinstance(path_or_stream, str | Path) and Path(path_or_stream).stat().st_size >= PARALLEL_MIN_BYTES
+        workers = import_workers() if large else 1
+    return _read_iso(path_or_stream, profile, workers)
 
 
-def _read_iso(path_or_stream: str | Path | IO[bytes], profile: Profile) -> Iterator[ImportItem]:
+# (position, byte offset, bytes, complete) of one framed record
+_Frame = tuple[int, int, bytes, bool | str]
+
+
+def _read_iso(path_or_stream: str | Path | IO[bytes], profile: Profile, workers: int = 1) -> Iterator[ImportItem]:
     stream, owned = _open(path_or_stream)
     try:
-        for position, (offset, chunk, complete) in enumerate(_frames(stream), start=1):
-            problem = _structure_problem(chunk, complete)
-            if problem:
-                yield Rejected(position, offset, problem)
-                continue
-            decoded = _decode(chunk, profile)
-            if isinstance(decoded, str):
-                yield Rejected(position, offset, decoded, _control_number(chunk))
-                continue
-            yield _mapped(profile, decoded, position, offset, chunk, profile.format)
+        frames = ((position, offset, chunk, complete)
+                  for position, (offset, chunk, complete) in enumerate(_frames(stream), start=1))
+        if workers > 1:
+            yield from _in_processes(profile, frames, workers)
+        else:
+            for frame in frames:
+                yield _item(profile, *frame)
     finally:
         if owned:
             stream.close()
+
+
+def _item(profile: Profile, position: int, offset: int, chunk: bytes, complete: bool | str) -> ImportItem:
+    problem = _structure_problem(chunk, complete)
+    if problem:
+        return Rejected(position, offset, problem)
+    decoded = _decode(chunk, profile)
+    if isinstance(decoded, str):
+        return Rejected(position, offset, decoded, _control_number(chunk))
+    return _mapped(profile, decoded, position, offset, chunk, profile.format)
+
+
+def _items(profile_path: Path, frames: list[_Frame]) -> list[ImportItem]:
+    """A reading process's task: the items of a batch of frames."""
+    profile = load_profile(profile_path)
+    return [_item(profile, *frame) for frame in frames]
+
+
+def _in_processes(profile: Profile, frames: Iterable[_Frame], workers: int) -> Iterator[ImportItem]:
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding threads and sockets
+    pool = ProcessPoolExecutor(workers, mp_context=context)
+    queued: deque[Future[list[ImportItem]]] = deque()
+    try:
+        frames = iter(frames)
+        while batch := list(itertools.islice(frames, FRAMES_PER_TASK)):
+            queued.append(pool.submit(_items, profile.path, batch))
+            while len(queued) >= workers * TASKS_IN_FLIGHT:
+                yield from queued.popleft().result()
+        while queued:
+            yield from queued.popleft().result()
+    finally:  # also when the reader stops early: drop the batches not started
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _mapped(profile: Profile, record: Record, position: int, offset: int | None, raw: bytes,
