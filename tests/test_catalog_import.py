@@ -250,14 +250,20 @@ def test_an_error_while_reading_is_raised_after_the_batches_read_before_it(conn:
     assert _count(conn, "SELECT count(*) AS n FROM audit_log WHERE action = 'catalog.import'") == 2
 
 
-def test_staging_rows_keep_every_value(conn: psycopg.Connection) -> None:
+@pytest.mark.parametrize("path", ["new records: straight into bib_record", "with an update: through staging"])
+def test_staging_rows_keep_every_value(conn: psycopg.Connection, path: str) -> None:
+    if path.startswith("with"):
+        save_records(conn, ACTOR, [BibRecord(source="local", control_number="L0", title="既存")])
     odd = BibRecord(source="local", control_number='L"1\\', title='書名 "引用" \\ {a,b} 𠮷', title_reading="ショメイ",
                     material_type="book", year=2024, ndc="913.6", isbns=["9784000000001", "978400000000X"],
                     raw=b"\x00\xff", raw_format="marc21")
     bare = BibRecord(source="local", control_number="L2", title="題")
-    assert save_records(conn, ACTOR, [odd, bare]).added == 2
+    batch = [odd, bare] + ([BibRecord(source="local", control_number="L0", title="更新")] if path.startswith("with")
+                           else [])
+    assert (save_records(conn, ACTOR, batch).added, _count(conn, "SELECT count(*) AS n FROM search_outbox")) == \
+        (2, len(batch) + (1 if path.startswith("with") else 0))
     rows = conn.execute("SELECT source, control_number, title, title_reading, material_type, pub_year, ndc, isbns, "
-                        "data, raw_format, raw FROM bib_record ORDER BY id").fetchall()
+                        "data, raw_format, raw FROM bib_record WHERE control_number <> 'L0' ORDER BY id").fetchall()
     for r, row in zip([odd, bare], rows, strict=True):
         assert (row["source"], row["control_number"], row["title"], row["title_reading"], row["material_type"],
                 row["pub_year"], row["ndc"], row["isbns"], row["raw_format"]) == \

@@ -3,7 +3,8 @@
 A batch is one transaction: existing records are found with two queries (by source + control
 number, then by ISBN), the batch is copied (binary COPY) into a temporary staging table, new records
 are inserted with one INSERT ... SELECT and existing ones updated with one UPDATE ... FROM, and every
-touched record gets a search-outbox row. No query runs per record.
+touched record gets a search-outbox row. A batch of new records only (a bulk load) is copied straight
+into bib_record instead. No query runs per record.
 
 Saving is two steps: `prepare_records` (Python only: each record's JSON and its staging row, encoded
 for the COPY) and `write_batch` (the transaction), so that a bulk import can prepare one batch while
@@ -143,6 +144,27 @@ def save_records(conn: Connection[DictRow], actor: Actor, records: Sequence[BibR
     return write_batch(conn, actor, prepare_records(records), origin=origin, outbox=outbox)
 
 
+_NEW_COLUMNS = "source, control_number, title, title_reading, material_type, pub_year, ndc, isbns, data, raw_format, " \
+               "raw"
+_NEW_ROW_START = struct.pack(">h", 11)
+_STAGED_PREFIX = len(_ROW_START) + _INT4.size  # field count and `n` in front of a staging row
+
+
+def _copy_new(conn: Connection[DictRow], batch: PreparedBatch, outbox: bool) -> None:
+    """New records straight into bib_record (the staging rows less `n`; ids from the identity, in batch
+    order), skipping the staging table and the INSERT ... SELECT: a third of a bulk load's writing time."""
+    payload = [_COPY_HEADER]
+    for row in batch.rows:
+        payload += (_NEW_ROW_START, row[_STAGED_PREFIX:])
+    payload.append(_COPY_TRAILER)
+    with conn.cursor() as cur, cur.copy(f"COPY bib_record ({_NEW_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(b"".join(payload))
+    if outbox:
+        conn.execute("INSERT INTO search_outbox (record_id) SELECT b.id FROM bib_record b "
+                     "JOIN unnest(%s::text[], %s::text[]) AS k(source, control_number) USING (source, control_number)",
+                     (batch.sources, batch.control_numbers))
+
+
 def write_batch(conn: Connection[DictRow], actor: Actor, batch: PreparedBatch, *, origin: str = "",
                 outbox: bool = True) -> SaveResult:
     """`save_records` for a batch from `prepare_records`: the matching and the writing, in one transaction."""
@@ -153,6 +175,11 @@ def write_batch(conn: Connection[DictRow], actor: Actor, batch: PreparedBatch, *
         raise RuntimeError(f"the database connection's client encoding is {conn.info.encoding}, not UTF8")
     with conn.transaction():
         ids = _resolve_ids(conn, batch)
+        if all(found is None for found in ids):  # a batch of new records only: the usual bulk load
+            _copy_new(conn, batch, outbox)
+            result.added = len(batch)
+            record(conn, actor, "catalog.import", "import", origin, {"added": result.added, "updated": 0})
+            return result
         conn.execute(_STAGE)
         payload = [_COPY_HEADER]
         for found, row in zip(ids, batch.rows, strict=True):
