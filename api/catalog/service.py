@@ -165,62 +165,66 @@ def _copy_new(conn: Connection[DictRow], batch: PreparedBatch, outbox: bool) -> 
                      (batch.sources, batch.control_numbers))
 
 
+def _write_staged(conn: Connection[DictRow], batch: PreparedBatch, ids: list[int | None], outbox: bool) -> SaveResult:
+    """A batch with records to update (or one record twice): through the staging table."""
+    result = SaveResult()
+    conn.execute(_STAGE)
+    payload = [_COPY_HEADER]
+    for found, row in zip(ids, batch.rows, strict=True):
+        payload += (row, _NULL if found is None else _INT8.pack(8, found))
+    payload.append(_COPY_TRAILER)
+    with conn.cursor() as cur, cur.copy(f"COPY bib_stage ({_STAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(b"".join(payload))
+    new_idx = [i for i, found in enumerate(ids) if found is None]
+    if new_idx:
+        inserted = conn.execute(
+            """INSERT INTO bib_record (source, control_number, title, title_reading, material_type, pub_year, ndc,
+                                       isbns, data, raw_format, raw)
+               SELECT source, control_number, title, title_reading, material_type, pub_year, ndc, isbns, data,
+                      raw_format, raw
+               FROM bib_stage WHERE id IS NULL ORDER BY n
+               RETURNING id, source, control_number""").fetchall()
+        by_key = {(row["source"], row["control_number"]): row["id"] for row in inserted}
+        for i in new_idx:
+            ids[i] = by_key[(batch.sources[i], batch.control_numbers[i])]
+        result.added = len(new_idx)
+    repeats = [(found, ids[-1 - found]) for found in ids if found is not None and found < 0]
+    if repeats:  # later copies of a record that is new in this batch update the row just inserted
+        conn.execute("UPDATE bib_stage s SET id = m.id FROM unnest(%s::bigint[], %s::bigint[]) AS m(mark, id) "
+                     "WHERE s.id = m.mark", ([m for m, _ in repeats], [i for _, i in repeats]))
+        for i, found in enumerate(ids):
+            if found is not None and found < 0:
+                ids[i] = ids[-1 - found]
+    new = set(new_idx)
+    result.updated = len(batch) - len(new)
+    if result.updated:
+        # Source and control number stay: a record matched by ISBN keeps the key it was found by.
+        conn.execute(
+            """UPDATE bib_record b SET title = u.title, title_reading = u.title_reading,
+                      material_type = u.material_type, pub_year = u.pub_year, ndc = u.ndc, isbns = u.isbns,
+                      data = u.data, raw_format = u.raw_format, raw = u.raw, updated_at = now()
+               FROM (SELECT DISTINCT ON (id) * FROM bib_stage WHERE id IS NOT NULL ORDER BY id, n DESC) AS u
+               WHERE b.id = u.id""")
+    if outbox:
+        conn.execute("INSERT INTO search_outbox (record_id) SELECT DISTINCT unnest(%s::bigint[])", (ids,))
+    return result
+
+
 def write_batch(conn: Connection[DictRow], actor: Actor, batch: PreparedBatch, *, origin: str = "",
                 outbox: bool = True) -> SaveResult:
     """`save_records` for a batch from `prepare_records`: the matching and the writing, in one transaction."""
-    result = SaveResult()
     if not batch:
-        return result
+        return SaveResult()
     if conn.info.encoding != "utf-8":  # the staging rows' text is UTF-8
         raise RuntimeError(f"the database connection's client encoding is {conn.info.encoding}, not UTF8")
     with conn.transaction():
         ids = _resolve_ids(conn, batch)
         if all(found is None for found in ids):  # a batch of new records only: the usual bulk load
             _copy_new(conn, batch, outbox)
-            result.added = len(batch)
-            record(conn, actor, "catalog.import", "import", origin, {"added": result.added, "updated": 0})
-            return result
-        conn.execute(_STAGE)
-        payload = [_COPY_HEADER]
-        for found, row in zip(ids, batch.rows, strict=True):
-            payload += (row, _NULL if found is None else _INT8.pack(8, found))
-        payload.append(_COPY_TRAILER)
-        with conn.cursor() as cur, cur.copy(f"COPY bib_stage ({_STAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.write(b"".join(payload))
-        new_idx = [i for i, found in enumerate(ids) if found is None]
-        if new_idx:
-            inserted = conn.execute(
-                """INSERT INTO bib_record (source, control_number, title, title_reading, material_type, pub_year, ndc,
-                                           isbns, data, raw_format, raw)
-                   SELECT source, control_number, title, title_reading, material_type, pub_year, ndc, isbns, data,
-                          raw_format, raw
-                   FROM bib_stage WHERE id IS NULL ORDER BY n
-                   RETURNING id, source, control_number""").fetchall()
-            by_key = {(row["source"], row["control_number"]): row["id"] for row in inserted}
-            for i in new_idx:
-                ids[i] = by_key[(batch.sources[i], batch.control_numbers[i])]
-            result.added = len(new_idx)
-        repeats = [(found, ids[-1 - found]) for found in ids if found is not None and found < 0]
-        if repeats:  # later copies of a record that is new in this batch update the row just inserted
-            conn.execute("UPDATE bib_stage s SET id = m.id FROM unnest(%s::bigint[], %s::bigint[]) AS m(mark, id) "
-                         "WHERE s.id = m.mark", ([m for m, _ in repeats], [i for _, i in repeats]))
-            for i, found in enumerate(ids):
-                if found is not None and found < 0:
-                    ids[i] = ids[-1 - found]
-        new = set(new_idx)
-        result.updated = len(batch) - len(new)
-        if result.updated:
-            # Source and control number stay: a record matched by ISBN keeps the key it was found by.
-            conn.execute(
-                """UPDATE bib_record b SET title = u.title, title_reading = u.title_reading,
-                          material_type = u.material_type, pub_year = u.pub_year, ndc = u.ndc, isbns = u.isbns,
-                          data = u.data, raw_format = u.raw_format, raw = u.raw, updated_at = now()
-                   FROM (SELECT DISTINCT ON (id) * FROM bib_stage WHERE id IS NOT NULL ORDER BY id, n DESC) AS u
-                   WHERE b.id = u.id""")
-        if outbox:
-            conn.execute("INSERT INTO search_outbox (record_id) SELECT DISTINCT unnest(%s::bigint[])", (ids,))
-        record(conn, actor, "catalog.import", "import", origin,
-               {"added": result.added, "updated": result.updated})
+            result = SaveResult(added=len(batch))
+        else:
+            result = _write_staged(conn, batch, ids, outbox)
+        record(conn, actor, "catalog.import", "import", origin, {"added": result.added, "updated": result.updated})
     return result
 
 
