@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 
+from api import clock  # noqa: F401 - every process that reads its settings counts days in the library's time
+
 
 class ConfigError(Exception):
     """A setting has a value Shoka cannot use; the message names the variable and the value."""

@@ -8,6 +8,8 @@ from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
+from api.clock import SESSION_OPTIONS  # importing it also sets the process's clock to the library's
+
 _pools: dict[str, ConnectionPool[Connection[DictRow]]] = {}
 _lock = threading.Lock()
 
@@ -21,7 +23,8 @@ def pool(url: str, *, min_size: int = 1, max_size: int = 20) -> ConnectionPool[C
                 url,
                 min_size=min_size,
                 max_size=max_size,
-                kwargs={"row_factory": dict_row, "application_name": "shoka", "autocommit": True},
+                kwargs={"row_factory": dict_row, "application_name": "shoka", "autocommit": True,
+                        "options": SESSION_OPTIONS},
                 connection_class=Connection[DictRow],
                 open=True,
                 timeout=10,
@@ -47,4 +50,5 @@ def close_all() -> None:
 
 def connect(url: str) -> Connection[DictRow]:
     """A single connection for CLI commands and jobs that run once."""
-    return Connection.connect(url, row_factory=dict_row, application_name="shoka-cli", autocommit=True)
+    return Connection.connect(url, row_factory=dict_row, application_name="shoka-cli", autocommit=True,
+                              options=SESSION_OPTIONS)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from api.clock import LIBRARY_TIMEZONE
 from api.runtime.datadir import DataDirError, load_secrets, locked
 from api.runtime.process import find_free_port, pid_alive, port_free, process_name
 
@@ -175,7 +176,7 @@ class EmbeddedPostgres:
             conf.write("\n# Shoka embedded defaults\nlisten_addresses = '127.0.0.1'\n"
                        "unix_socket_directories = ''\nmax_connections = 200\n"
                        "shared_buffers = 256MB\nlog_line_prefix = '%m [%p] %u@%d '\n"
-                       "timezone = 'Asia/Tokyo'\n")
+                       f"timezone = '{LIBRARY_TIMEZONE}'\n")
         self._start()
         import psycopg
 
