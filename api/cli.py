@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from api.config import ConfigError, Settings, load_settings
+from api.config import ConfigError, Settings, load_settings, process_count
 from api.errors import ShokaError
 from api.runtime.datadir import DataDirError
 from api.runtime.services import database_available
@@ -70,12 +70,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def opac_workers() -> int:
     """OPAC processes: SHOKA_OPAC_WORKERS, else one per core."""
-    value = os.environ.get("SHOKA_OPAC_WORKERS", "").strip()
-    if not value:
-        return os.cpu_count() or 1
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"SHOKA_OPAC_WORKERS must be a whole number of processes, 1 or more (got {value!r}).")
-    return int(value)
+    return process_count("SHOKA_OPAC_WORKERS")
 
 
 def opac_app(settings: Settings | None = None) -> Any:

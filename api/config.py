@@ -31,6 +31,16 @@ def _port(name: str, default: int) -> int:
     return value
 
 
+def process_count(name: str) -> int:
+    """A number of processes from the variable `name` (1 or more); one per core when it is unset."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a whole number of processes, 1 or more (got {value!r}).")
+    return int(value)
+
+
 def _url(name: str, schemes: tuple[str, ...]) -> str | None:
     raw = os.environ.get(name) or None
     if raw is not None and not raw.startswith(tuple(f"{s}://" for s in schemes)):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,6 +24,7 @@ from typing import Any
 from psycopg import Connection
 from psycopg.rows import DictRow, tuple_row
 
+from api.config import process_count
 from indexer.document import build
 
 log = logging.getLogger("shoka.indexer")
@@ -91,8 +91,7 @@ def prune_outbox(conn: Connection[DictRow]) -> int:
 
 def default_workers() -> int:
     """Analysis processes for a rebuild: SHOKA_INDEX_WORKERS, else one per core."""
-    value = os.environ.get("SHOKA_INDEX_WORKERS", "")
-    return max(1, int(value)) if value.isdigit() else os.cpu_count() or 1
+    return process_count("SHOKA_INDEX_WORKERS")
 
 
 def rebuild(conn: Connection[DictRow], engine: Any, progress: Callable[[int], None] | None = None, *,

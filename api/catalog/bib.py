@@ -122,7 +122,7 @@ class BibRecord:
         """A JSON-ready dict (for a jsonb column). `raw` is left out unless asked for (base64).
 
         What `dataclasses.asdict` gives, built directly: asdict deep-copies every value and was most of
-        a bulk import's Python time (tests/test_bib.py holds the two equal)."""
+        a bulk import's Python time (tests/test_marc_import.py holds the two equal)."""
         data = {name: getattr(self, name) for name in _FIELD_NAMES}
         for key, value in data.items():
             if isinstance(value, list):

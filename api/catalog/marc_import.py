@@ -30,7 +30,6 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
-import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -58,6 +57,7 @@ from api.catalog.bib import (
     Subject,
     Title,
 )
+from api.config import process_count
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PLACEHOLDER = "TODO"
@@ -997,8 +997,7 @@ def _open(path_or_stream: str | Path | IO[bytes]) -> tuple[IO[bytes], bool]:
 
 def import_workers() -> int:
     """Reading processes for a large ISO 2709 file: SHOKA_IMPORT_WORKERS, else one per core."""
-    value = os.environ.get("SHOKA_IMPORT_WORKERS", "")
-    return max(1, int(value)) if value.isdigit() else os.cpu_count() or 1
+    return process_count("SHOKA_IMPORT_WORKERS")
 
 
 PARALLEL_MIN_BYTES = 4 << 20  # smaller files are read in this process: starting the workers costs more
