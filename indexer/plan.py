@@ -75,7 +75,11 @@ def text_clause(group: str, node: Text) -> Clause:
         return AnyOf(tuple(prefixes))
     a = _analyze_query(node.text)
     options: list[Clause] = []
-    if a.units_c:
+    kana = is_kana(node.text)
+    # A kana word is found by its reading (and by its surface bigrams) below. Its Sudachi units would only
+    # add matches with the words scattered (ある 母 の 話 anywhere in the record) and cost most of the
+    # search: kana units such as の and が are in almost every title.
+    if a.units_c and not (kana and node.mode == "partial"):
         if node.mode in ("phrase", "exact") and len(a.units_c) > 1:
             options.append(Phrase(f"{group}_c", tuple(a.units_c), BOOST["c"]))
         else:
@@ -84,7 +88,7 @@ def text_clause(group: str, node: Text) -> Clause:
     bg = bigrams(normalized)
     if len(bg) > 1 or (bg and len(bg[0]) == 2):
         options.append(Phrase(f"{group}_bg", tuple(bg), BOOST["bg"]))
-    if is_kana(node.text):
+    if kana:
         rb = reading_bigrams(a.reading)
         if len(rb) > 1:
             options.append(Phrase(f"{group}_rb", tuple(rb), BOOST["rb"]))

@@ -69,6 +69,19 @@ def test_finds_the_record(engine: Any, text: str, expected: int) -> None:
     assert expected in ids(engine, parse_keywords(text)), text
 
 
+def test_kana_word_matches_its_reading_not_scattered_words(engine: Any) -> None:
+    # A kana word is found by its reading or its own characters in a row, not by its Sudachi units spread over
+    # the record: 犬 の 話 in another order is another title.
+    when = datetime(2026, 2, 1, tzinfo=UTC)
+    engine.write([build(6, {"title": "犬の話", "title_reading": "イヌ ノ ハナシ"}, [], when),
+                  build(7, {"title": "話の犬", "title_reading": "ハナシ ノ イヌ"}, [], when),
+                  build(8, {"title": "ぐりとぐら"}, [], when)])
+    assert ids(engine, parse_keywords("いぬのはなし")) == [6]
+    assert ids(engine, parse_keywords("イヌノハナシ")) == [6]
+    assert ids(engine, parse_keywords("犬の話")) == [6, 7]  # kanji words: each anywhere, the phrase first
+    assert ids(engine, parse_keywords("ぐりと")) == [8]
+
+
 def test_and_or_not(engine: Any) -> None:
     assert ids(engine, parse_keywords("夏目 猫")) == [4]
     assert sorted(ids(engine, parse_keywords("それから OR 猫"))) == [1, 4]
