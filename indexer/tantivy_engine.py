@@ -8,6 +8,7 @@ Each generation records the analyzer version it was built with; a change means a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -39,10 +40,18 @@ from indexer.query import (
     SearchResult,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: facet_set, facet_key
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language")
 COUNTING_FACET = "available"  # exactly one value per document ("true"/"false"): its buckets add up to the hits
 RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness target: 2 s)
+# A search with at most this many hits is evaluated once: the scored search collects them all and the facets
+# are counted from their `facet_key` values, instead of a second, aggregating evaluation of the query.
+FEW_HITS = 1000
+# Every facet value of a document but its year, in one keyword (facets in FACET_SET order, \x1f between
+# them, \x1e between the values of one); `facet_key` is its 64-bit hash, a fast field read for each hit.
+FACET_SET = ("branch", "available", "material_type", "ndc_class", "language")
+FACET_FIELD, FACET_KEY = "facet_set", "facet_key"
+FACET_SIZE = {"branch": 50, "available": 50, "material_type": 50, "ndc_class": 50, "language": 50, "year": 100}
 CACHE_MIN_HITS = 2000  # results this broad are cached until the next commit (see ResultCache)
 CACHE_SIZE = 512
 BULK_HEAP = 256_000_000  # a rebuild's writer: fewer, larger segments before the merge
@@ -50,9 +59,32 @@ BULK_THREADS = 1  # tantivy indexing threads; the analysis workers already use t
 RETIRED_GRACE = 60.0  # seconds a replaced generation stays on disk: other processes look at `current` every 0.5 s
 
 
+def facet_set(d: dict[str, Any]) -> str | None:
+    """The FACET_SET values of a document as one keyword; None if a value holds a separator (that document's
+    facets are then counted by aggregation only)."""
+    parts: list[str] = []
+    for name in FACET_SET:
+        value = d.get(name)
+        values = [str(v) for v in value] if isinstance(value, list) else [] if value in (None, "") else [str(value)]
+        if any("\x1e" in v or "\x1f" in v for v in values):
+            return None
+        parts.append("\x1e".join(values))
+    return "\x1f".join(parts)
+
+
+def facet_key(text: str | None) -> int:
+    """The 64-bit hash of a facet set, the same in every process; 0 for None."""
+    if text is None:
+        return 0
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") or 1
+
+
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     """A document as tantivy's JSON document: empty values left out, as `_document` does."""
-    out: dict[str, Any] = {}
+    text = facet_set(d)
+    out: dict[str, Any] = {FACET_KEY: facet_key(text)}
+    if text is not None:
+        out[FACET_FIELD] = text
     for key, value in d.items():
         if value is None or value == "" or value == []:
             continue
@@ -120,7 +152,9 @@ class ResultCache:
             self._entries.clear()
 
 
-def build_schema() -> tantivy.Schema:
+def build_schema(version: int = SCHEMA_VERSION) -> tantivy.Schema:
+    """The schema of `version`. New fields go last: queries name fields by their number in the schema, and
+    a generation of an earlier version keeps answering these queries until the rebuild switches."""
     sb = tantivy.SchemaBuilder()
     sb.add_unsigned_field("id", stored=True, indexed=True, fast=True)
     for group in GROUPS:
@@ -132,6 +166,9 @@ def build_schema() -> tantivy.Schema:
     sb.add_text_field("title_sort", tokenizer_name="raw", fast=True, index_option="basic")
     sb.add_integer_field("year", indexed=True, fast=True)
     sb.add_integer_field("created", indexed=True, fast=True)
+    if version >= 2:
+        sb.add_text_field(FACET_FIELD, tokenizer_name="raw", index_option="basic")
+        sb.add_unsigned_field(FACET_KEY, fast=True)
     return sb.build()
 
 
@@ -152,6 +189,8 @@ class TantivyEngine:
         self._lock = threading.Lock()
         self._commit: tuple[str, int, int, int] | None = None
         self._cache = ResultCache()
+        self._facet_keys = True  # the generation searches use has facet_key (built with schema 2 or later)
+        self._facet_sets: dict[int, tuple[tuple[str, ...], ...] | None] = {}  # facet_key → values (None: clash)
 
     # -- generations -------------------------------------------------------------------------
     def _current_name(self) -> str | None:
@@ -241,6 +280,8 @@ class TantivyEngine:
                 except (ValueError, OSError) as exc:
                     raise SearchUnavailable(f"index {self.index_dir / current} cannot be opened: {exc}") from None
                 self._generation = current
+                self._facet_keys = self._schema_of(current) >= 2
+                self._facet_sets = {}
             else:
                 self._index.reload()
             if commit != self._commit:
@@ -248,6 +289,9 @@ class TantivyEngine:
                 self._cache.clear()
             self._checked = time.monotonic()
             return self._index
+
+    def _schema_of(self, generation: str) -> int:
+        return int(self._meta(generation).get("schema") or 1)
 
     def _commit_stamp(self, generation: str) -> tuple[str, int, int, int]:
         """Changes whenever tantivy commits to `generation` (meta.json is replaced atomically)."""
@@ -292,6 +336,12 @@ class TantivyEngine:
     def _document(d: dict[str, Any]) -> tantivy.Document:
         doc = tantivy.Document()
         doc.add_unsigned("id", int(d["id"]))
+        # (A generation from before the facet keys, which changes go on into until a rebuild switches,
+        # ignores these fields.)
+        text = facet_set(d)
+        doc.add_unsigned(FACET_KEY, facet_key(text))
+        if text is not None:
+            doc.add_text(FACET_FIELD, text)
         for key, value in d.items():
             if key == "id" or value is None:
                 continue
@@ -331,6 +381,18 @@ class TantivyEngine:
             order = {"order_by_field": "title_sort", "order": tantivy.Order.Asc}
         elif request.query is None:
             order = {"order_by_field": "created", "order": tantivy.Order.Desc}  # new arrivals first
+        end = request.offset + request.size
+        few = None
+        if request.facets and self._facet_keys and not order:
+            # One evaluation when the hits are few: all of them scored and collected, facets from their keys.
+            # One more than FEW_HITS tells whether they are; no count, so a broad search may still skip blocks.
+            # (Not for browsing in a set order, new arrivals or NDC: those lists are mostly long.)
+            few = searcher.search(query, max(FEW_HITS + 1, end), count=False, **order)
+            count = len(few.hits)
+            if count <= FEW_HITS:
+                counted = self._facets_of(searcher, [addr for _, addr in few.hits], request.facets)
+                if counted is not None:
+                    return self._result(searcher, request, count, few.hits[request.offset:end], counted, order)
         facets: dict[str, list[tuple[str, int]]] = {}
         total: int | None = None
         if request.facets:
@@ -338,21 +400,67 @@ class TantivyEngine:
             # one `available` value. The top hits then need no count, and tantivy may skip blocks that cannot
             # reach them.
             names = {*request.facets, COUNTING_FACET}
-            aggs = {f: {"terms": {"field": f, "size": 50 if f != "year" else 100}} for f in names}
+            aggs = {f: {"terms": {"field": f, "size": FACET_SIZE[f]}} for f in names}
             raw = searcher.aggregate(query, aggs)
             buckets = {f: raw.get(f, {}).get("buckets", []) for f in names}
-            facets = {f: [(str(b["key"]), int(b["doc_count"])) for b in buckets[f]] for f in request.facets}
+            facets = {f: _top([(str(b["key"]), int(b["doc_count"])) for b in buckets[f]], f) for f in request.facets}
             total = sum(int(b["doc_count"]) for b in buckets[COUNTING_FACET])
+        if few is not None and end <= len(few.hits):
+            return self._result(searcher, request, total or 0, few.hits[request.offset:end], facets, order)
         found = searcher.search(query, request.size, count=total is None, offset=request.offset, **order)
-        # Ids from the fast field: no stored document is read for a hit.
-        ids = searcher.fast_field_values("id", [addr for _, addr in found.hits]) if found.hits else []
-        hits = [Hit(int(i or 0), float(key) if not order else 0.0) for (key, _), i in zip(found.hits, ids, strict=True)]
         if total is None:
             total = int(getattr(found, "count", None) or 0)  # missing from tantivy's type stub
+        return self._result(searcher, request, total, found.hits, facets, order)
+
+    def _result(self, searcher: Any, request: SearchRequest, total: int, found: list[tuple[Any, Any]],
+                facets: dict[str, list[tuple[str, int]]], order: dict[str, Any]) -> SearchResult:
+        # Ids from the fast field: no stored document is read for a hit.
+        ids = searcher.fast_field_values("id", [addr for _, addr in found]) if found else []
+        hits = [Hit(int(i or 0), float(key) if not order else 0.0) for (key, _), i in zip(found, ids, strict=True)]
         result = SearchResult(total=total, hits=hits, facets=facets)
         if total >= CACHE_MIN_HITS:
             self._cache.put(request, result)
         return result
+
+    def _facets_of(self, searcher: Any, addresses: list[Any],
+                   wanted: Sequence[str]) -> dict[str, list[tuple[str, int]]] | None:
+        """Facet buckets counted from the hits' facet keys (and years); None when a hit's key stands for no
+        known set of values (a document whose values could not be keyed), so the aggregation counts instead."""
+        counts: dict[str, dict[str, int]] = {f: {} for f in wanted}
+        if not addresses:
+            return {f: [] for f in wanted}
+        keys: dict[int, int] = {}
+        for k in searcher.fast_field_values(FACET_KEY, addresses):
+            keys[k] = keys.get(k, 0) + 1
+        if 0 in keys:
+            return None
+        sets = self._facet_sets
+        if any(k not in sets for k in keys):  # values first seen since the last look at the terms
+            sets = self._facet_sets = self._read_facet_sets(searcher)
+        for k, n in keys.items():
+            values = sets.get(k)
+            if values is None:
+                return None
+            for f, vs in zip(FACET_SET, values, strict=True):
+                if f in counts:
+                    for v in vs:
+                        counts[f][v] = counts[f].get(v, 0) + n
+        if "year" in counts:
+            for y in searcher.fast_field_values("year", addresses):
+                if y is not None:
+                    counts["year"][str(y)] = counts["year"].get(str(y), 0) + 1
+        return {f: _top(list(c.items()), f) for f, c in counts.items()}
+
+    @staticmethod
+    def _read_facet_sets(searcher: Any) -> dict[int, tuple[tuple[str, ...], ...] | None]:
+        """facet_key → the facet values it stands for, from the index's own facet_set terms (distinct
+        combinations: hundreds, not millions); a key two sets share maps to None."""
+        out: dict[int, tuple[tuple[str, ...], ...] | None] = {}
+        for text, _ in searcher.terms_with_prefix(FACET_FIELD, ""):
+            key = facet_key(text)
+            parts = tuple(tuple(v for v in part.split("\x1e") if v) for part in text.split("\x1f"))
+            out[key] = None if key in out or len(parts) != len(FACET_SET) else parts
+        return out
 
     @property
     def cache_stats(self) -> tuple[int, int]:
@@ -400,6 +508,12 @@ class TantivyEngine:
         if not alternatives:
             return Query.empty_query()  # an empty AnyOf matches nothing
         return Query.boolean_query([(Occur.Should, self._render(c)) for c in alternatives])
+
+
+def _top(buckets: list[tuple[str, int]], facet: str) -> list[tuple[str, int]]:
+    """The most frequent values first (ties by value), at most FACET_SIZE: the same whichever way they were
+    counted."""
+    return sorted(buckets, key=lambda b: (-b[1], b[0]))[:FACET_SIZE[facet]]
 
 
 def _unwrapped(clause: Clause) -> Clause:

@@ -1,0 +1,139 @@
+"""tantivy's two ways of counting facets give the same answer: a search with few hits is evaluated once and its
+facets are counted from the hits' `facet_key` values; a broad one is counted by tantivy's aggregation. When a
+key cannot be trusted (a value that cannot be keyed, two sets with one key) the aggregation counts, and a
+generation built before the keys existed keeps answering until the rebuild switches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from indexer import tantivy_engine
+from indexer.document import build
+from indexer.query import FACETS, Keyword, Range, SearchRequest, SearchResult, parse_keywords
+from indexer.tantivy_engine import TantivyEngine, build_schema, facet_set
+from tests.test_search_conformance import RECORDS
+
+WHEN = datetime(2026, 1, 1, tzinfo=UTC)
+MORE = [
+    (10, {"title": "Cat's cradle", "language": "eng", "year": 1963, "ndc": "933.7"}, [("east", "available")], "book"),
+    (11, {"title": "猫の歌", "language": "jpn", "year": 2003, "ndc": "911.5"}, [("main", "on_loan")], "sound"),
+    (12, {"title": "猫と暮らす", "year": 2003}, [("main", "available"), ("east", "on_loan")], "video"),
+    (13, {"title": "猫の事務所", "year": 1990, "ndc": "913.6", "language": "jpn"},
+     [("west", "available"), ("main", "available"), ("east", "available")], "book"),
+    (14, {"title": "猫の手帖", "language": "jpn", "year": 2003, "ndc": "911.56"}, [("main", "on_loan")], "sound"),
+]
+SEARCHES = [SearchRequest(query=None, facets=FACETS), SearchRequest(query=parse_keywords("猫"), facets=FACETS),
+            SearchRequest(query=parse_keywords("夏目"), facets=FACETS, sort="newest"),
+            SearchRequest(query=parse_keywords("図書館 OR 猫"), facets=("branch", "year"), size=2, page=2),
+            SearchRequest(query=parse_keywords("猫"), filters=(Keyword("branch", "main"),), facets=FACETS),
+            SearchRequest(query=None, filters=(Range("year", 2000, 2010),), facets=FACETS, sort="title"),
+            SearchRequest(query=parse_keywords("存在しない言葉"), facets=FACETS)]
+
+
+def documents() -> list[dict[str, Any]]:
+    return ([build(rid, data, holdings, WHEN) for rid, data, holdings in RECORDS] +
+            [build(rid, data, holdings, WHEN, material_type=mt) for rid, data, holdings, mt in MORE])
+
+
+def plain(result: SearchResult) -> tuple[int, list[tuple[int, float]], dict[str, list[tuple[str, int]]]]:
+    return result.total, [(h.id, round(h.score, 4)) for h in result.hits], result.facets
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> TantivyEngine:
+    e = TantivyEngine(tmp_path / "index")
+    e.write(documents())
+    return e
+
+
+def by_aggregation(engine: TantivyEngine, request: SearchRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with monkeypatch.context() as m:
+        m.setattr(tantivy_engine, "FEW_HITS", -1)  # never few: the aggregation counts
+        return plain(engine.search(request))
+
+
+@pytest.mark.parametrize("request_", SEARCHES, ids=range(len(SEARCHES)))
+def test_few_hits_count_what_the_aggregation_counts(engine: TantivyEngine, request_: SearchRequest,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    assert plain(engine.search(request_)) == by_aggregation(engine, request_, monkeypatch)
+
+
+def no_aggregation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the aggregation path fail, to show an answer came from the facet keys."""
+    monkeypatch.setattr(tantivy_engine, "COUNTING_FACET", "no such field")
+
+
+def test_the_counts_themselves(engine: TantivyEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_aggregation(monkeypatch)
+    result = engine.search(SearchRequest(query=parse_keywords("猫"), facets=FACETS))
+    # 吾輩は猫である, 猫の歌, 猫と暮らす, 猫の事務所, 猫の手帖 (Cat's cradle is not a 猫); 猫の歌 and 猫の手帖
+    # have the same facet values, so one key counts twice.
+    assert result.total == 5
+    assert result.facets == {
+        "branch": [("main", 5), ("east", 2), ("west", 1)],
+        "available": [("true", 3), ("false", 2)],
+        "material_type": [("book", 2), ("sound", 2), ("video", 1)],  # a tie: by value
+        "ndc_class": [("9", 4)],  # 猫と暮らす has no NDC
+        "year": [("2003", 4), ("1990", 1)],
+        "language": [("jpn", 3)],  # 吾輩は猫である and 猫と暮らす have none
+    }
+
+
+def test_a_page_beyond_the_few_hits_collected(engine: TantivyEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tantivy_engine, "FEW_HITS", 2)
+    for page in (1, 2, 3):
+        request = SearchRequest(query=parse_keywords("猫 OR 夏目"), facets=FACETS, size=2, page=page)
+        assert plain(engine.search(request)) == by_aggregation(engine, request, monkeypatch)
+    assert [h.id for h in engine.search(SearchRequest(query=parse_keywords("猫 OR 夏目"), size=2, page=3,
+                                                      facets=FACETS)).hits] != []
+
+
+def test_values_first_seen_after_a_commit(engine: TantivyEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
+    engine.search(request)  # the keys known so far are remembered
+    engine.write([build(20, {"title": "猫町", "language": "fre"}, [("kita", "available")], WHEN, "map")])
+    with monkeypatch.context() as m:
+        no_aggregation(m)
+        result = engine.search(request)
+    assert ("kita", 1) in result.facets["branch"] and ("fre", 1) in result.facets["language"]
+    assert ("map", 1) in result.facets["material_type"]
+    assert plain(result) == by_aggregation(engine, request, monkeypatch)
+
+
+def test_a_value_that_cannot_be_keyed_is_counted_by_aggregation(engine: TantivyEngine,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = build(21, {"title": "猫の本"}, [("main\x1fx", "available")], WHEN)
+    assert facet_set(doc) is None
+    engine.write([doc])
+    request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
+    result = engine.search(request)
+    assert result.total == 6 and ("main\x1fx", 1) in result.facets["branch"]
+    assert plain(result) == by_aggregation(engine, request, monkeypatch)
+
+
+def test_two_sets_with_one_key_are_counted_by_aggregation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tantivy_engine, "facet_key", lambda text: 0 if text is None else 7)
+    engine = TantivyEngine(tmp_path / "index")
+    engine.write(documents())
+    result = engine.search(SearchRequest(query=parse_keywords("猫"), facets=FACETS))
+    assert result.total == 5 and result.facets["branch"] == [("main", 5), ("east", 2), ("west", 1)]
+
+
+def test_a_generation_from_before_the_keys_keeps_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:  # the engine as it was: schema 1, no facet keys
+        m.setattr(tantivy_engine, "SCHEMA_VERSION", 1)
+        old = TantivyEngine(tmp_path / "index")
+        old.schema = build_schema(1)
+        old.write(documents())
+    engine = TantivyEngine(tmp_path / "index")
+    assert engine.needs_rebuild()
+    request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
+    assert engine.search(request).total == 5
+    # The worker goes on writing changes into it until the rebuild switches.
+    engine.write([build(22, {"title": "猫町"}, [("main", "available")], WHEN)])
+    result = engine.search(request)
+    assert result.total == 6 and result.facets["branch"][0] == ("main", 6)
