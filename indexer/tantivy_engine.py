@@ -49,6 +49,7 @@ RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness targe
 FEW_HITS = 1000
 # Every facet value of a document but its year, in one keyword (facets in FACET_SET order, \x1f between
 # them, \x1e between the values of one); `facet_key` is its 64-bit hash, a fast field read for each hit.
+# The indexed `facet_set` term starts with the key in hex, so a key's values are found by prefix.
 FACET_SET = ("branch", "available", "material_type", "ndc_class", "language")
 FACET_FIELD, FACET_KEY = "facet_set", "facet_key"
 FACET_SIZE = {"branch": 50, "available": 50, "material_type": 50, "ndc_class": 50, "language": 50, "year": 100}
@@ -82,9 +83,10 @@ def facet_key(text: str | None) -> int:
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     """A document as tantivy's JSON document: empty values left out, as `_document` does."""
     text = facet_set(d)
-    out: dict[str, Any] = {FACET_KEY: facet_key(text)}
+    hashed = facet_key(text)
+    out: dict[str, Any] = {FACET_KEY: hashed}
     if text is not None:
-        out[FACET_FIELD] = text
+        out[FACET_FIELD] = f"{hashed:016x}{text}"
     for key, value in d.items():
         if value is None or value == "" or value == []:
             continue
@@ -339,9 +341,10 @@ class TantivyEngine:
         # (A generation from before the facet keys, which changes go on into until a rebuild switches,
         # ignores these fields.)
         text = facet_set(d)
-        doc.add_unsigned(FACET_KEY, facet_key(text))
+        hashed = facet_key(text)
+        doc.add_unsigned(FACET_KEY, hashed)
         if text is not None:
-            doc.add_text(FACET_FIELD, text)
+            doc.add_text(FACET_FIELD, f"{hashed:016x}{text}")
         for key, value in d.items():
             if key == "id" or value is None:
                 continue
@@ -432,11 +435,12 @@ class TantivyEngine:
         keys: dict[int, int] = {}
         for k in searcher.fast_field_values(FACET_KEY, addresses):
             keys[k] = keys.get(k, 0) + 1
-        if 0 in keys:
+        if 0 in keys or None in keys:  # a value that could not be keyed; a document from before the keys
             return None
         sets = self._facet_sets
-        if any(k not in sets for k in keys):  # values first seen since the last look at the terms
-            sets = self._facet_sets = self._read_facet_sets(searcher)
+        for k in keys:
+            if k not in sets:  # first seen by this engine
+                sets[k] = self._facet_values(searcher, k)
         for k, n in keys.items():
             values = sets.get(k)
             if values is None:
@@ -452,15 +456,15 @@ class TantivyEngine:
         return {f: _top(list(c.items()), f) for f, c in counts.items()}
 
     @staticmethod
-    def _read_facet_sets(searcher: Any) -> dict[int, tuple[tuple[str, ...], ...] | None]:
-        """facet_key → the facet values it stands for, from the index's own facet_set terms (distinct
-        combinations: hundreds, not millions); a key two sets share maps to None."""
-        out: dict[int, tuple[tuple[str, ...], ...] | None] = {}
-        for text, _ in searcher.terms_with_prefix(FACET_FIELD, ""):
-            key = facet_key(text)
-            parts = tuple(tuple(v for v in part.split("\x1e") if v) for part in text.split("\x1f"))
-            out[key] = None if key in out or len(parts) != len(FACET_SET) else parts
-        return out
+    def _facet_values(searcher: Any, key: int) -> tuple[tuple[str, ...], ...] | None:
+        """The facet values `key` stands for, from the index's facet_set term that starts with it; None if
+        there is no such term or more than one (two sets with one hash)."""
+        terms = searcher.terms_with_prefix(FACET_FIELD, f"{key:016x}", limit=2)
+        if len(terms) != 1:
+            return None
+        text = terms[0][0][16:]
+        parts = tuple(tuple(v for v in part.split("\x1e") if v) for part in text.split("\x1f"))
+        return parts if facet_key(text) == key and len(parts) == len(FACET_SET) else None
 
     @property
     def cache_stats(self) -> tuple[int, int]:
