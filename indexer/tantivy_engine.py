@@ -192,7 +192,8 @@ class TantivyEngine:
         self._commit: tuple[str, int, int, int] | None = None
         self._cache = ResultCache()
         self._facet_keys = True  # the generation searches use has facet_key (built with schema 2 or later)
-        self._facet_sets: dict[int, tuple[tuple[str, ...], ...] | None] = {}  # facet_key → values (None: clash)
+        # facet_key → its facet values, looked up once per key (None: no single term holds it)
+        self._facet_sets: dict[int, tuple[tuple[str, ...], ...] | None] = {}
 
     # -- generations -------------------------------------------------------------------------
     def _current_name(self) -> str | None:
@@ -390,7 +391,7 @@ class TantivyEngine:
             # One evaluation when the hits are few: all of them scored and collected, facets from their keys.
             # One more than FEW_HITS tells whether they are; no count, so a broad search may still skip blocks.
             # (Not for browsing in a set order, new arrivals or NDC: those lists are mostly long.)
-            few = searcher.search(query, max(FEW_HITS + 1, end), count=False, **order)
+            few = searcher.search(query, max(FEW_HITS + 1, end), count=False)
             count = len(few.hits)
             if count <= FEW_HITS:
                 counted = self._facets_of(searcher, [addr for _, addr in few.hits], request.facets)
