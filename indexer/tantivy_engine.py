@@ -80,13 +80,19 @@ def facet_key(text: str | None) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") or 1
 
 
+def facet_fields(d: dict[str, Any]) -> tuple[int, str | None]:
+    """A document's facet_key and facet_set term (the key in hex, then the set); no term if it has no set."""
+    text = facet_set(d)
+    key = facet_key(text)
+    return key, None if text is None else f"{key:016x}{text}"
+
+
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     """A document as tantivy's JSON document: empty values left out, as `_document` does."""
-    text = facet_set(d)
-    hashed = facet_key(text)
+    hashed, term = facet_fields(d)
     out: dict[str, Any] = {FACET_KEY: hashed}
-    if text is not None:
-        out[FACET_FIELD] = f"{hashed:016x}{text}"
+    if term is not None:
+        out[FACET_FIELD] = term
     for key, value in d.items():
         if value is None or value == "" or value == []:
             continue
@@ -341,11 +347,10 @@ class TantivyEngine:
         doc.add_unsigned("id", int(d["id"]))
         # (A generation from before the facet keys, which changes go on into until a rebuild switches,
         # ignores these fields.)
-        text = facet_set(d)
-        hashed = facet_key(text)
+        hashed, term = facet_fields(d)
         doc.add_unsigned(FACET_KEY, hashed)
-        if text is not None:
-            doc.add_text(FACET_FIELD, f"{hashed:016x}{text}")
+        if term is not None:
+            doc.add_text(FACET_FIELD, term)
         for key, value in d.items():
             if key == "id" or value is None:
                 continue
