@@ -196,7 +196,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             raise ShokaError("unknown_profile", f"プロファイルを読み込めません: {exc}", str(exc)) from None
 
         def items(f: Path) -> Any:
-            return read_marc(f, args.profile, marcxml=args.marcxml)
+            return read_marc(f, args.profile, marcxml=args.marcxml, staged=True)
     else:
         from api.catalog.aozora import read_aozora
 

@@ -101,8 +101,8 @@ def bench_marc(url: str, records: int, workdir: Path, postmaster: int | None) ->
             if report.read % 20_000 < 1_000:
                 progress("import", report.read, records, started)
 
-        report = run_import(conn, Actor.cli(), read_marc(path, PROFILE), origin=path.name, progress=on_batch,
-                            outbox=False)
+        report = run_import(conn, Actor.cli(), read_marc(path, PROFILE, staged=True), origin=path.name,
+                            progress=on_batch, outbox=False)
         print(file=sys.stderr)
         assert report.added == records and not report.rejected, (report.added, report.updated, report.rejected[:3])
         import_s, import_cpu, import_pg = (time.perf_counter() - t0, cpu_seconds() - cpu,

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,7 +17,7 @@ from pymarc import MARCReader
 from api.audit import Actor, record
 from api.catalog import importer, service
 from api.catalog.aozora import read_aozora
-from api.catalog.bib import BibRecord, Imported, Rejected
+from api.catalog.bib import BibRecord, Imported, Rejected, Staged
 from api.catalog.importer import ImportReport, run_import
 from api.catalog.marc_import import read_marc
 from api.catalog.service import save_records
@@ -288,3 +289,28 @@ def test_isbn_matching_probes_an_index_without_a_pending_list(conn: psycopg.Conn
         conn.execute("SET LOCAL enable_seqscan = off")  # a near-empty test table would be scanned instead
         plan = conn.execute("EXPLAIN SELECT id FROM bib_record WHERE isbns @> ARRAY['9784000000000']").fetchall()
     assert "bib_record_isbns" in "\n".join(row["QUERY PLAN"] for row in plan)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_records_staged_where_they_are_read_are_saved_the_same(conn: psycopg.Connection, tmp_path: Path,
+                                                               workers: int) -> None:
+    """`read_marc(staged=True)` (readings filled and columns encoded in the reading processes) saves the same
+    rows and reports the same counts and rejections as records staged by run_import itself."""
+    records = MARC.read_bytes().split(b"\x1d")[:-1]
+    mixed = tmp_path / "mixed.mrc"
+    mixed.write_bytes(b"\x1d".join([*records[:100], b"99999xxxx garbage", *records[100:]]) + b"\x1d")
+    columns = "source, control_number, title, title_reading, material_type, pub_year, ndc, isbns, data, raw_format, raw"
+
+    def saved(staged: bool) -> tuple[list[Any], tuple[int, int, int, list[tuple[str, str]], int]]:
+        conn.execute("TRUNCATE bib_record CASCADE")
+        report = run_import(conn, ACTOR, read_marc(mixed, "ndl-marc21", workers=workers, staged=staged),
+                            origin=mixed.name)
+        rows = conn.execute(f"SELECT {columns} FROM bib_record ORDER BY id").fetchall()
+        return rows, (report.read, report.added, report.updated, report.rejected, report.readings_generated)
+
+    items = list(read_marc(mixed, "ndl-marc21", workers=workers, staged=True))
+    assert sum(isinstance(i, Staged) for i in items) == 233 and sum(isinstance(i, Rejected) for i in items) == 1
+    rows, report = saved(True)
+    assert (rows, report) == saved(False)
+    assert report[:3] == (233, 233, 0) and report[3][0][0].startswith("record 101") and report[4] > 0
+    assert [r["control_number"] for r in rows] == [i.control_number for i in items if isinstance(i, Staged)]

@@ -649,8 +649,8 @@ def test_large_files_are_read_in_processes_by_default(tmp_path: Path, monkeypatc
 
     seen: list[int] = []
     real = marc_import._read_iso
-    monkeypatch.setattr(marc_import, "_read_iso", lambda stream, profile, workers: seen.append(workers) or
-                        real(stream, profile, 1))
+    monkeypatch.setattr(marc_import, "_read_iso", lambda stream, profile, workers, staged: seen.append(workers) or
+                        real(stream, profile, 1, staged))
     monkeypatch.setenv("SHOKA_IMPORT_WORKERS", "3")
     small = tmp_path / "small.mrc"
     small.write_bytes(sample())

@@ -199,4 +199,20 @@ class Rejected:
         return f"{where}{ident}: {self.reason}"
 
 
+@dataclass(slots=True)
+class Staged:
+    """A record read and made ready to save where it was read (in a reading process): its missing
+    readings filled and its columns encoded for COPY (`api.catalog.service.encode_record`). It carries
+    what `run_import` needs and not the BibRecord: rebuilding that from its pickle in the importing
+    process cost more than encoding it there."""
+
+    source: str
+    control_number: str
+    isbns: list[str]
+    row: bytes
+    readings_generated: int
+    position: int
+    offset: int | None = None
+
+
 ImportItem = Imported | Rejected

@@ -6,7 +6,9 @@ reported with their position and reason, and the import goes on.
 
 Batches are pipelined: one writer thread owns the connection and writes batch k while the calling
 thread reads and prepares batch k+1 (psycopg releases the GIL while PostgreSQL works), so an import
-takes about as long as the slower of the two rather than their sum.
+takes about as long as the slower of the two rather than their sum. A reader may hand over records
+already staged (`read_marc(..., staged=True)`: readings filled and columns encoded in its reading
+processes), which leaves this process only the batching and the writing.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from api.audit import Actor
-from api.catalog.bib import BibRecord, Imported, ImportItem, Rejected
-from api.catalog.service import PreparedBatch, prepare_records, write_batch
+from api.catalog.bib import BibRecord, Imported, ImportItem, Rejected, Staged
+from api.catalog.service import PreparedBatch, encode_record, write_batch
 
 BATCH_SIZE = 1000
 
@@ -63,6 +65,19 @@ def fill_readings(record: BibRecord) -> int:
                 record.readings_generated.add(kind)
                 generated += 1
     return generated
+
+
+def stage(item: Imported) -> Staged:
+    """`item`'s record with its readings filled and its columns encoded for saving (see `Staged`)."""
+    record = item.record
+    generated = fill_readings(record)
+    return Staged(record.source, record.control_number, list(record.isbns), encode_record(record), generated,
+                  item.position, item.offset)
+
+
+def _prepared(batch: list[Staged]) -> PreparedBatch:
+    return PreparedBatch([s.source for s in batch], [s.control_number for s in batch], [s.isbns for s in batch],
+                         [s.row for s in batch])
 
 
 def _position(item: Rejected, unit: str) -> str:
@@ -119,10 +134,10 @@ class _Writer(threading.Thread):
         self.join()
 
 
-def run_import(conn: Connection[DictRow], actor: Actor, items: Iterable[ImportItem], origin: str,
+def run_import(conn: Connection[DictRow], actor: Actor, items: Iterable[ImportItem | Staged], origin: str,
                progress: Callable[[ImportReport], None] | None = None, unit: str = "record",
                outbox: bool = True) -> ImportReport:
-    """Save every BibRecord in `items` (ImportItems from the readers) and report the rest.
+    """Save every record in `items` (ImportItems from the readers, or records they staged) and report the rest.
 
     While it runs, a writer thread uses `conn` (nothing else may) and calls `progress` after each
     batch's commit, with the counts up to that batch. An error in a batch's transaction stops the
@@ -138,24 +153,25 @@ def run_import(conn: Connection[DictRow], actor: Actor, items: Iterable[ImportIt
     # Python, gives up only every switch interval (5 ms by default): 1 ms keeps PostgreSQL's side fed.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, 0.001))
-    batch: list[BibRecord] = []
+    batch: list[Staged] = []
     read = generated = 0
     rejected: list[tuple[str, str]] = []
     try:
         for item in items:
             if writer.error is not None:
                 break
-            if isinstance(item, Imported):
-                read += 1
-                generated += fill_readings(item.record)
-                batch.append(item.record)
-                if len(batch) >= BATCH_SIZE:
-                    writer.jobs.put(_Job(prepare_records(batch), read, generated, rejected))
-                    batch, read, generated, rejected = [], 0, 0, []
-            else:
+            if isinstance(item, Rejected):
                 rejected.append((_position(item, unit), item.reason))
+                continue
+            staged = stage(item) if isinstance(item, Imported) else item
+            read += 1
+            generated += staged.readings_generated
+            batch.append(staged)
+            if len(batch) >= BATCH_SIZE:
+                writer.jobs.put(_Job(_prepared(batch), read, generated, rejected))
+                batch, read, generated, rejected = [], 0, 0, []
         if batch and writer.error is None:
-            writer.jobs.put(_Job(prepare_records(batch), read, generated, rejected))
+            writer.jobs.put(_Job(_prepared(batch), read, generated, rejected))
             rejected = []
     finally:
         try:

@@ -39,7 +39,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 from xml.parsers import expat
 
 import yaml
@@ -56,6 +56,7 @@ from api.catalog.bib import (
     Name,
     Rejected,
     Series,
+    Staged,
     Subject,
     Title,
 )
@@ -1092,42 +1093,63 @@ FRAMES_PER_TASK = 500  # records per batch handed to a reading process
 TASKS_IN_FLIGHT = 2  # batches queued per process: enough to keep it busy, few enough to bound memory
 
 
-def read_marc(path_or_stream: str | Path | IO[bytes], profile_name: str | Path, *,
-              marcxml: bool = False, workers: int | None = None) -> Iterator[ImportItem]:
+@overload
+def read_marc(path_or_stream: str | Path | IO[bytes], profile_name: str | Path, *, marcxml: bool = False,
+              workers: int | None = None, staged: Literal[False] = False) -> Iterator[ImportItem]: ...
+
+
+@overload
+def read_marc(path_or_stream: str | Path | IO[bytes], profile_name: str | Path, *, marcxml: bool = False,
+              workers: int | None = None, staged: Literal[True]) -> Iterator[Staged | Rejected]: ...
+
+
+def read_marc(path_or_stream: str | Path | IO[bytes], profile_name: str | Path, *, marcxml: bool = False,
+              workers: int | None = None, staged: bool = False) -> Iterator[ImportItem] | Iterator[Staged | Rejected]:
     """Stream the records of an ISO 2709 (or, with marcxml=True, MARCXML) file as `Imported` /
     `Rejected` items, in file order. An empty file yields nothing. An unknown profile raises
     `UnknownProfileError` (listing the available ones) before anything is read; so does a
     skeleton profile whose placeholders have not been filled in.
 
     `workers` reading processes decode and map ISO 2709 records; by default `import_workers()` for a
-    file of PARALLEL_MIN_BYTES or more, else none (this process)."""
+    file of PARALLEL_MIN_BYTES or more, else none (this process). `staged=True` yields `Staged` records
+    instead of `Imported` ones, made ready to save where they were read (for `run_import`: a bulk load
+    then hands the importing process encoded rows, not records to rebuild from their pickles)."""
     profile = load_profile(profile_name)
     if profile.status == "skeleton":
         raise ProfileError(f"profile {profile.name!r} is a skeleton: fill in the placeholder tags "
                            f"({', '.join(profile.placeholders[:6])}{' ...' if len(profile.placeholders) > 6 else ''})"
                            f" in {profile.path} and set status: ready")
     if marcxml:
-        return _read_xml(path_or_stream, profile)
+        items = _read_xml(path_or_stream, profile)
+        return map(_staged, items) if staged else items
     if workers is None:
         large = isinstance(path_or_stream, str | Path) and Path(path_or_stream).stat().st_size >= PARALLEL_MIN_BYTES
         workers = import_workers() if large else 1
-    return _read_iso(path_or_stream, profile, workers)
+    return _read_iso(path_or_stream, profile, workers, staged)
+
+
+def _staged(item: ImportItem) -> Staged | Rejected:
+    from api.catalog.importer import stage
+
+    return stage(item) if isinstance(item, Imported) else item
 
 
 # (position, byte offset, bytes, complete) of one framed record
 _Frame = tuple[int, int, bytes, bool | str]
 
 
-def _read_iso(path_or_stream: str | Path | IO[bytes], profile: Profile, workers: int = 1) -> Iterator[ImportItem]:
+def _read_iso(path_or_stream: str | Path | IO[bytes], profile: Profile, workers: int = 1,
+              staged: bool = False) -> Iterator[Any]:
     stream, owned = _open(path_or_stream)
     try:
         frames = ((position, offset, chunk, complete)
                   for position, (offset, chunk, complete) in enumerate(_frames(stream), start=1))
         if workers > 1:
-            yield from _in_processes(profile, frames, workers)
+            yield from _in_processes(profile, frames, workers, staged)
         else:
             for frame in frames:
-                yield _item(profile, *frame)
+                item = _item(profile, *frame)
+                yield _staged(item) if staged else item
     finally:
         if owned:
             stream.close()
@@ -1152,20 +1174,21 @@ def _item_checked(profile: Profile, position: int, offset: int, chunk: bytes, co
     return _mapped(profile, decoded, position, offset, chunk, profile.format)
 
 
-def _items(profile_path: Path, frames: list[_Frame]) -> list[ImportItem]:
+def _items(profile_path: Path, frames: list[_Frame], staged: bool = False) -> list[Any]:
     """A reading process's task: the items of a batch of frames."""
     profile = load_profile(profile_path)
-    return [_item(profile, *frame) for frame in frames]
+    items = [_item(profile, *frame) for frame in frames]
+    return [_staged(item) for item in items] if staged else items
 
 
-def _in_processes(profile: Profile, frames: Iterable[_Frame], workers: int) -> Iterator[ImportItem]:
+def _in_processes(profile: Profile, frames: Iterable[_Frame], workers: int, staged: bool) -> Iterator[Any]:
     context = multiprocessing.get_context("spawn")  # no fork of a process holding threads and sockets
     pool = ProcessPoolExecutor(workers, mp_context=context)
-    queued: deque[Future[list[ImportItem]]] = deque()
+    queued: deque[Future[list[Any]]] = deque()
     try:
         frames = iter(frames)
         while batch := list(itertools.islice(frames, FRAMES_PER_TASK)):
-            queued.append(pool.submit(_items, profile.path, batch))
+            queued.append(pool.submit(_items, profile.path, batch, staged))
             while len(queued) >= workers * TASKS_IN_FLIGHT:
                 yield from queued.popleft().result()
         while queued:

@@ -39,7 +39,8 @@ class SaveResult:
 _STAGE = """CREATE TEMP TABLE IF NOT EXISTS bib_stage (
     n int, id bigint, source text, control_number text, title text, title_reading text, material_type text,
     pub_year int, ndc text, isbns text[], data jsonb, raw_format text, raw bytea) ON COMMIT DELETE ROWS"""
-# prepare_records encodes every column but `id` (known only once the batch is matched), which comes last.
+# encode_record encodes the record's columns; `n` comes first and `id` (known only once the batch is
+# matched) last.
 _STAGE_COLUMNS = "n, source, control_number, title, title_reading, material_type, pub_year, ndc, isbns, data, " \
                  "raw_format, raw, id"
 
@@ -71,10 +72,11 @@ def _text_array(values: Sequence[str]) -> bytes:
     return _field(_ARRAY_HEAD.pack(1, 0, _TEXT_OID) + _ARRAY_DIM.pack(len(values), 1) + b"".join(map(_text, values)))
 
 
-def _stage_row(n: int, r: BibRecord) -> bytes:
-    """Record r as the n-th staging row, without its final `id` field."""
+def encode_record(r: BibRecord) -> bytes:
+    """Record r's columns for a binary COPY row, `source` to `raw`: the row's field count, the staging
+    row's `n` and its final `id` are added when the batch is written."""
     return b"".join((
-        _ROW_START, _INT4.pack(4, n), _text(r.source), _text(r.control_number), _text(r.title),
+        _text(r.source), _text(r.control_number), _text(r.title),
         _text(r.title_reading), _text(r.material_type), _NULL if r.year is None else _INT4.pack(4, r.year),
         _text(r.ndc), _text_array(r.isbns),
         _field(b"\x01" + r.dumps().encode()),  # jsonb: format version 1, then the JSON text
@@ -83,22 +85,22 @@ def _stage_row(n: int, r: BibRecord) -> bytes:
 
 @dataclass
 class PreparedBatch:
-    """A batch of records turned into staging rows: the Python half of saving, which needs no connection
+    """A batch of records turned into COPY columns: the Python half of saving, which needs no connection
     (so a bulk import prepares the next batch while PostgreSQL writes this one)."""
 
     sources: list[str]
     control_numbers: list[str]
     isbns: list[list[str]]
-    rows: list[bytes]  # binary COPY rows, each without its final `id`
+    rows: list[bytes]  # each record's columns from `encode_record`
 
     def __len__(self) -> int:
         return len(self.rows)
 
 
 def prepare_records(records: Sequence[BibRecord]) -> PreparedBatch:
-    """The staging rows of a batch, with each record's JSON serialised and everything encoded for COPY."""
+    """A batch's rows, with each record's JSON serialised and everything encoded for COPY."""
     return PreparedBatch([r.source for r in records], [r.control_number for r in records],
-                         [list(r.isbns) for r in records], [_stage_row(n, r) for n, r in enumerate(records)])
+                         [list(r.isbns) for r in records], [encode_record(r) for r in records])
 
 
 def _resolve_ids(conn: Connection[DictRow], batch: PreparedBatch) -> list[int | None]:
@@ -147,15 +149,14 @@ def save_records(conn: Connection[DictRow], actor: Actor, records: Sequence[BibR
 _NEW_COLUMNS = "source, control_number, title, title_reading, material_type, pub_year, ndc, isbns, data, raw_format, " \
                "raw"
 _NEW_ROW_START = struct.pack(">h", 11)
-_STAGED_PREFIX = len(_ROW_START) + _INT4.size  # field count and `n` in front of a staging row
 
 
 def _copy_new(conn: Connection[DictRow], batch: PreparedBatch, outbox: bool) -> None:
-    """New records straight into bib_record (the staging rows less `n`; ids from the identity, in batch
-    order), skipping the staging table and the INSERT ... SELECT: a third of a bulk load's writing time."""
+    """New records straight into bib_record (ids from the identity, in batch order), skipping the staging
+    table and the INSERT ... SELECT: a third of a bulk load's writing time."""
     payload = [_COPY_HEADER]
     for row in batch.rows:
-        payload += (_NEW_ROW_START, row[_STAGED_PREFIX:])
+        payload += (_NEW_ROW_START, row)
     payload.append(_COPY_TRAILER)
     with conn.cursor() as cur, cur.copy(f"COPY bib_record ({_NEW_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.write(b"".join(payload))
@@ -170,8 +171,8 @@ def _write_staged(conn: Connection[DictRow], batch: PreparedBatch, ids: list[int
     result = SaveResult()
     conn.execute(_STAGE)
     payload = [_COPY_HEADER]
-    for found, row in zip(ids, batch.rows, strict=True):
-        payload += (row, _NULL if found is None else _INT8.pack(8, found))
+    for n, (found, row) in enumerate(zip(ids, batch.rows, strict=True)):
+        payload += (_ROW_START, _INT4.pack(4, n), row, _NULL if found is None else _INT8.pack(8, found))
     payload.append(_COPY_TRAILER)
     with conn.cursor() as cur, cur.copy(f"COPY bib_stage ({_STAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.write(b"".join(payload))
