@@ -361,9 +361,30 @@ class Analysis:
 _EMPTY = Analysis()
 
 
+# (mode C unit, its mode A units, reading, folded reading) of a word; () for a space or a symbol
+_Morpheme = tuple[str, tuple[str, ...], str, str] | tuple[()]
+# What a dictionary word contributes depends only on the word and its surface: remembered for the first
+# MORPHEME_CACHE of them (common words come early), which saves a rebuild most of its per-token Python.
+# Unknown words (OOV) are not remembered: their part of speech comes from the context.
+MORPHEME_CACHE = 100_000
+_morphemes: dict[tuple[int, str], _Morpheme] = {}
+
+
+def _morpheme(m: Any, surface: str, mode_a: Any) -> _Morpheme:
+    pos0, pos1 = _pos(m)
+    if pos0 == "空白" or not _is_word(surface):
+        return ()
+    unit = _unit(m.normalized_form())
+    subs = m.split(mode_a, add_single=False)  # empty when the C unit is already an A unit
+    units_a = (unit,) if len(subs) < 2 else tuple(_unit(s.normalized_form()) for s in subs if _is_word(s.surface()))
+    r = _token_reading(m, surface, pos0, pos1)
+    return unit, units_a, r, _fold(r)
+
+
 def _run(normalized: str) -> Analysis:
     tok = _tokenizer()
     mode_a = _local.mode_a
+    known = _morphemes
     units_c: list[str] = []
     units_a: list[str] = []
     raw: list[str] = []  # unfolded readings and " " separators
@@ -371,20 +392,20 @@ def _run(normalized: str) -> Analysis:
     for chunk in _chunks(normalized):
         for m in tok.tokenize(chunk):
             surface: str = m.surface()
-            pos0, pos1 = _pos(m)
-            if pos0 == "空白" or not _is_word(surface):
+            key = (m.word_id(), surface)
+            word = known.get(key)
+            if word is None:
+                word = _morpheme(m, surface, mode_a)
+                if len(known) < MORPHEME_CACHE and not m.is_oov():
+                    known[key] = word
+            if not word:
                 if raw and raw[-1] != " ":
                     raw.append(" ")
                 continue
-            units_c.append(_unit(m.normalized_form()))
-            subs = m.split(mode_a, add_single=False)  # empty when the C unit is already an A unit
-            if len(subs) < 2:
-                units_a.append(units_c[-1])
-            else:
-                units_a.extend(_unit(s.normalized_form()) for s in subs if _is_word(s.surface()))
-            r = _token_reading(m, surface, pos0, pos1)
+            unit, subunits, r, f = word
+            units_c.append(unit)
+            units_a.extend(subunits)
             raw.append(r)
-            f = _fold(r)
             if f:
                 folded.append(f)
     generated = "".join(raw).strip()

@@ -738,3 +738,23 @@ def test_title_reading_overlaps_ndl_reading(title: str, ndl: str) -> None:
     theirs = set(reading_bigrams(fold_reading(ndl)))
     overlap = len(ours & theirs) / len(theirs)
     assert overlap >= 0.6, (title, ndl, sorted(ours), sorted(theirs))
+
+
+def test_remembered_words_analyse_as_when_first_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Words are remembered by dictionary word and surface (`_morphemes`); remembering must not change an
+    analysis: real titles and names analysed with nothing remembered, while filling it, and from it."""
+    authors = [row["著者名"] for row in aozora_rows()[:3000]]
+    texts = [*marc_titles(), *aozora_titles()[:3000], *authors, "ｸｸﾞﾚｶｽﾄﾞﾌﾟﾘｯﾂ 㐀㐁 xyzzyq の 圖書館"]
+    monkeypatch.setattr(analysis, "_morphemes", {})
+    monkeypatch.setattr(analysis, "MORPHEME_CACHE", 0)
+    fresh = [analyze(t) for t in texts]
+    assert not analysis._morphemes
+    monkeypatch.setattr(analysis, "MORPHEME_CACHE", 1_000_000)
+    filling = [analyze(t) for t in texts]
+    remembered = len(analysis._morphemes)
+    assert remembered > 5000
+    unknown = {normalize("ｸｸﾞﾚｶｽﾄﾞﾌﾟﾘｯﾂ"), "xyzzyq", "㐀㐁"}
+    assert not unknown & {surface for _, surface in analysis._morphemes}  # unknown words are not remembered
+    again = [analyze(t) for t in texts]
+    assert len(analysis._morphemes) == remembered
+    assert fresh == filling == again
