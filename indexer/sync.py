@@ -12,7 +12,6 @@ feeds the engine's single writer; at most a few batches are in flight, so memory
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 from collections import deque
@@ -21,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
 from typing import Any
 
+import orjson
 from psycopg import Connection
 from psycopg.rows import DictRow, tuple_row
 
@@ -46,7 +46,7 @@ SourceRow = tuple[int, str, str, datetime, list[str], list[str]]
 
 def documents_from_rows(rows: Sequence[SourceRow]) -> list[dict[str, Any]]:
     """Search documents for rows of _DOCUMENT_ROWS (pure; runs in the analysis workers)."""
-    return [build(rid, json.loads(data), list(zip(branches, statuses, strict=True)), created, material)
+    return [build(rid, orjson.loads(data), list(zip(branches, statuses, strict=True)), created, material)
             for rid, data, material, created, branches, statuses in rows]
 
 
@@ -56,9 +56,11 @@ def _analyse(rows: Sequence[SourceRow], encode: Callable[[list[dict[str, Any]]],
 
 
 def _warm_worker() -> None:
+    from api.runtime.process import settle_bulk_worker
     from indexer import analysis
 
     analysis.analyze("図書館")  # load the Sudachi dictionary once per worker, before the first batch
+    settle_bulk_worker()
 
 
 def load_documents(conn: Connection[DictRow], record_ids: list[int]) -> tuple[list[dict[str, Any]], list[int]]:

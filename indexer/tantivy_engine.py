@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import tantivy
 from tantivy import Occur, Query
 
@@ -107,7 +108,7 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 
 def bulk_encode(docs: list[dict[str, Any]]) -> list[str]:
     """Documents as JSON text for `BulkWriter.add` (runs in the rebuild's analysis workers)."""
-    return [json.dumps(_plain(d), ensure_ascii=False) for d in docs]
+    return [orjson.dumps(_plain(d)).decode() for d in docs]
 
 
 class BulkWriter:

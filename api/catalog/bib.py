@@ -17,9 +17,10 @@ every rejected record and go on.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+import orjson
 
 
 @dataclass
@@ -135,14 +136,14 @@ class BibRecord:
 
     def dumps(self, *, include_raw: bool = False) -> str:
         """`to_json()` as text."""
-        return json.dumps(self.to_json(include_raw=include_raw), ensure_ascii=False)
+        return orjson.dumps(self.to_json(include_raw=include_raw)).decode()
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | str | bytes) -> BibRecord:
         """The record back from `to_json()` (a dict, or JSON text). Unknown keys are ignored, so
         rows written by a newer Shoka still load."""
         if isinstance(data, str | bytes):
-            data = json.loads(data)
+            data = orjson.loads(data)
         assert isinstance(data, dict)
         known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}

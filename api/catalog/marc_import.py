@@ -61,6 +61,7 @@ from api.catalog.bib import (
     Title,
 )
 from api.config import process_count
+from api.runtime.process import settle_bulk_worker
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PLACEHOLDER = "TODO"
@@ -1183,7 +1184,7 @@ def _items(profile_path: Path, frames: list[_Frame], staged: bool = False) -> li
 
 def _in_processes(profile: Profile, frames: Iterable[_Frame], workers: int, staged: bool) -> Iterator[Any]:
     context = multiprocessing.get_context("spawn")  # no fork of a process holding threads and sockets
-    pool = ProcessPoolExecutor(workers, mp_context=context)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=settle_bulk_worker)
     queued: deque[Future[list[Any]]] = deque()
     try:
         frames = iter(frames)

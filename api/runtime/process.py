@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import gc
 import os
 import signal
 import socket
@@ -28,6 +29,16 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
             libc.prctl(_PR_SET_PDEATHSIG, sig)
 
     return _preexec
+
+
+def settle_bulk_worker() -> None:
+    """For a process made for one bulk job (an import's reading, a rebuild's analysis), once it has
+    loaded what it needs: those objects are left out of the cyclic collector's scans from now on, and
+    it collects 50 times less often. Such jobs make few reference cycles (their objects are freed as
+    they go), yet the collections took about 5 % of a MARC reading process's time."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(35_000, 10, 10)
 
 
 def pid_alive(pid: int) -> bool:
