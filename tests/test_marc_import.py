@@ -8,6 +8,7 @@ checks that the good records around a broken one still come through.
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -675,3 +676,4 @@ def test_record_json_is_what_asdict_gives() -> None:
         got = r.to_json()
         assert got == expected and list(got) == list(expected)
         assert got["authors"] is not r.authors and all(type(a) is dict for a in got["authors"])
+        assert json.loads(r.json_bytes()) == expected  # what is saved

@@ -134,6 +134,14 @@ class BibRecord:
             data["raw_base64"] = base64.b64encode(raw).decode("ascii")
         return data
 
+    def json_bytes(self) -> bytes:
+        """`to_json()` encoded as UTF-8 JSON, for saving: orjson encodes the nested records (dataclasses)
+        itself, which takes a third of the time of making them dicts first."""
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
+        data["readings_generated"] = sorted(self.readings_generated)
+        del data["raw"]
+        return orjson.dumps(data)
+
     def dumps(self, *, include_raw: bool = False) -> str:
         """`to_json()` as text."""
         return orjson.dumps(self.to_json(include_raw=include_raw)).decode()

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
@@ -80,7 +79,7 @@ def encode_record(r: BibRecord) -> bytes:
         _text(r.source), _text(r.control_number), _text(r.title),
         _text(r.title_reading), _text(r.material_type), _NULL if r.year is None else _INT4.pack(4, r.year),
         _text(r.ndc), _text_array(r.isbns),
-        _field(b"\x01" + orjson.dumps(r.to_json())),  # jsonb: format version 1, then the JSON text (UTF-8)
+        _field(b"\x01" + r.json_bytes()),  # jsonb: format version 1, then the JSON text (UTF-8)
         _text(r.raw_format), _NULL if r.raw is None else _field(r.raw)))
 
 
