@@ -38,14 +38,20 @@ def bigrams(text: str) -> list[str]:
 
 
 def _tokens(text: str, reading: str | None) -> dict[str, list[str]]:
+    return _analysed(text, reading)[0]
+
+
+def _analysed(text: str, reading: str | None) -> tuple[dict[str, list[str]], analysis.Analysis, str | None]:
+    """A text's tokens by suffix, its analysis, and its given reading folded (None without one)."""
     a = analysis.analyze(text)
     out = {"c": a.units_c, "a": a.units_a, "bg": bigrams(a.normalized)}
+    folded = None
     if reading:
         folded = analysis.fold_reading(reading)
         out.update(r=folded.split(), rb=reading_bigrams(folded))
     else:
         out.update(r=a.reading_tokens, rb=reading_bigrams(a.reading))
-    return out
+    return out, a, folded
 
 
 @lru_cache(maxsize=50_000)  # at most some tens of MB
@@ -77,27 +83,40 @@ def _names(items: Any, key: str = "name", reading: str = "reading") -> list[tupl
     return [(i.get(key) or "", i.get(reading)) for i in items or [] if isinstance(i, dict)]
 
 
+_FIELD_NAMES = {group: tuple((suffix, f"{group}_{suffix}") for suffix in SUFFIXES) for group in GROUPS}
+
+
 def build(record_id: int, data: dict[str, Any], holdings: list[tuple[str, str]], created_at: datetime,
           material_type: str = "book") -> dict[str, Any]:
     """The document for one record. `holdings` are (branch code, status) of its items."""
+    title, title_reading = data.get("title") or "", data.get("title_reading")
+    # the title's own analysis also gives title_exact and title_sort (by its generated reading if it has none)
+    title_tokens: dict[str, list[str]] = {}
+    normalized_title, sort_key = "", analysis.fold_reading(title_reading) if title_reading else ""
+    if title:
+        title_tokens, a, folded = _analysed(title, title_reading)
+        normalized_title = a.normalized
+        sort_key = folded if folded is not None else analysis.fold_reading(a.generated_reading)
+    more_titles = [*[(t, None) for t in data.get("parallel_titles") or [] if isinstance(t, str)],
+                   *([(data["subtitle"], None)] if data.get("subtitle") else [])]
+    title_group = text_tokens(more_titles)
+    for suffix, tokens in title_tokens.items():
+        title_group[suffix][:0] = tokens
     groups = {
-        "title": [(data.get("title") or "", data.get("title_reading")),
-                  *[(t, None) for t in data.get("parallel_titles") or [] if isinstance(t, str)],
-                  *([(data["subtitle"], None)] if data.get("subtitle") else [])],
-        "author": _names(data.get("authors")),
-        "publisher": [(data.get("publisher") or "", data.get("publisher_reading"))],
-        "subject": _names(data.get("subjects"), "term"),
-        "series": _names(data.get("series"), "title"),
+        "title": title_group,
+        "author": text_tokens(_names(data.get("authors")), headings=True),
+        "publisher": text_tokens([(data.get("publisher") or "", data.get("publisher_reading"))], headings=True),
+        "subject": text_tokens(_names(data.get("subjects"), "term"), headings=True),
+        "series": text_tokens(_names(data.get("series"), "title"), headings=True),
     }
     doc: dict[str, Any] = {"id": record_id}
-    for group, texts in groups.items():
-        for suffix, tokens in text_tokens(texts, headings=group != "title").items():
-            doc[f"{group}_{suffix}"] = " ".join(tokens)
+    for group, tokens_by_suffix in groups.items():
+        for suffix, name in _FIELD_NAMES[group]:
+            doc[name] = " ".join(tokens_by_suffix[suffix])
     ndc = (data.get("ndc") or "").strip()
-    reading = data.get("title_reading") or analysis.reading_of(data.get("title") or "")
     doc.update({
-        "title_exact": analysis.normalize(data.get("title") or "").replace(" ", ""),
-        "title_sort": analysis.fold_reading(reading).replace(" ", "") if reading else "",
+        "title_exact": normalized_title.replace(" ", ""),
+        "title_sort": sort_key.replace(" ", ""),
         "isbn": list(data.get("isbns") or []),
         "ndc": [ndc] if ndc else [],
         "ndc_class": [ndc[0]] if ndc[:1].isdigit() else [],
