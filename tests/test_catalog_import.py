@@ -291,6 +291,17 @@ def test_isbn_matching_probes_an_index_without_a_pending_list(conn: psycopg.Conn
     assert "bib_record_isbns" in "\n".join(row["QUERY PLAN"] for row in plan)
 
 
+def test_the_original_marc_is_stored_uncompressed(conn: psycopg.Connection) -> None:
+    # pglz cost a quarter of PostgreSQL's CPU in a bulk import for a copy that is seldom read (migration 0007)
+    storage = conn.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = 'bib_record'::regclass "
+                           "AND attname = 'raw'").fetchone()
+    assert storage["attstorage"] == "e"
+    run_import(conn, ACTOR, read_marc(MARC, "ndl-marc21"), origin=MARC.name)
+    counts = conn.execute("SELECT count(pg_column_compression(raw)) AS raw, count(pg_column_compression(data)) "
+                          "AS data FROM bib_record").fetchone()
+    assert counts["raw"] == 0 and counts["data"] > 100  # the JSON, read by every result page, still compressed
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_records_staged_where_they_are_read_are_saved_the_same(conn: psycopg.Connection, tmp_path: Path,
                                                                workers: int) -> None:
