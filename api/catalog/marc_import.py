@@ -965,7 +965,7 @@ def _control_number(chunk: bytes) -> str | None:
 
 # Decoding a well-formed UTF-8 record without pymarc
 
-_DIRECTORY = re.compile(rb"(?:[0-9A-Za-z]{3}[0-9]{9})+")
+_ENTRY = re.compile(rb"([0-9A-Za-z]{3})([0-9]{4})([0-9]{5})")  # a directory entry: tag, length, start
 _ODD_CODE = re.compile("\x1f[^\x00-\x7f]")  # a subfield code pymarc would have to normalise
 
 
@@ -1013,11 +1013,14 @@ def decode_utf8(chunk: bytes) -> MarcRecord | None:
     base = int(head[12:17])
     if not 25 <= base < n or chunk[base - 1] != FIELD_TERMINATOR or chunk[-1] != RECORD_TERMINATOR:
         return None
-    directory = chunk[24:base - 1]
-    if not _DIRECTORY.fullmatch(directory):
-        return None
+    # 12-byte entries that tile the directory: as many as it has room for
+    entries = _ENTRY.findall(chunk, 24, base - 1)
     pieces = chunk[base:-1].split(b"\x1e")
-    if len(pieces) * 12 != len(directory) + 12 or pieces[-1]:
+    if len(entries) * 12 != base - 25 or len(pieces) != len(entries) + 1 or pieces[-1]:
+        return None
+    lengths = [len(piece) + 1 for piece in pieces[:-1]]
+    if ([int(length) for _, length, _ in entries] != lengths
+            or [int(start) for _, _, start in entries] != list(itertools.accumulate(lengths[:-1], initial=0))):
         return None
     try:
         text = chunk[base:-1].decode("utf-8")
@@ -1025,21 +1028,14 @@ def decode_utf8(chunk: bytes) -> MarcRecord | None:
         return None
     if _ODD_CODE.search(text):
         return None
-    texts = text.split("\x1e")
     fields: list[MarcField] = []
     add = fields.append
-    start = 0
-    for i, piece in enumerate(pieces[:-1]):
-        entry = directory[i * 12:i * 12 + 12]
-        length = len(piece) + 1
-        if int(entry[7:12]) != start or int(entry[3:7]) != length:
-            return None
-        start += length
-        tag = entry[:3].decode("ascii")
+    for (tag_bytes, _, _), body in zip(entries, text.split("\x1e"), strict=False):
+        tag = tag_bytes.decode("ascii")
         if tag < "010" and tag.isdigit():  # pymarc's rule for control fields
-            add(MarcField(tag, None, [], texts[i]))
+            add(MarcField(tag, None, [], body))
             continue
-        indicators, *subs = texts[i].split("\x1f")
+        indicators, *subs = body.split("\x1f")
         if not indicators.isascii():
             return None
         # missing indicators read as blanks and extra ones are dropped, as pymarc does
