@@ -20,7 +20,7 @@ import pytest
 from pymarc import Field, Indicators, Record, Subfield
 from pymarc.marcxml import record_to_xml
 
-from api.catalog.bib import BibRecord, Imported, ImportItem, Name, Rejected, Series, Subject
+from api.catalog.bib import BibRecord, Imported, ImportItem, Name, Rejected, Series, Staged, Subject
 from api.catalog.marc_import import (
     ProfileError,
     UnknownProfileError,
@@ -262,6 +262,9 @@ def test_marcxml_maps_identically(tmp_path: Path) -> None:
         assert x.raw is not None and f"<controlfield tag=\"001\">{x.control_number}<".encode() in x.raw
     offsets = [i.offset for i in items if isinstance(i, Imported)]
     assert offsets == sorted(offsets) and path.read_bytes()[offsets[0]:offsets[0] + 7] == b"<record"
+    staged = list(read_marc(path, "ndl-marc21", marcxml=True, staged=True))  # what `shoka import` reads
+    assert [(s.control_number, s.offset) for s in staged if isinstance(s, Staged)] == \
+           [(i.record.control_number, i.offset) for i in items if isinstance(i, Imported)]
 
 
 def test_marcxml_with_prefix_and_a_bad_record(tmp_path: Path) -> None:
