@@ -1,0 +1,81 @@
+"""The search gate: at most n searches at once, the others let in first come, first served."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from indexer.tantivy_engine import FifoSlots
+
+
+def _wait_until(count: Callable[[], int], value: int, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while count() != value:
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.001)
+
+
+def test_at_most_n_holders_and_the_rest_in_arrival_order() -> None:
+    slots = FifoSlots(2)
+    release = {k: threading.Event() for k in range(7)}
+    entered: list[int] = []
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+
+    def search(k: int) -> None:
+        nonlocal inside, most
+        with slots:
+            with lock:
+                entered.append(k)
+                inside += 1
+                most = max(most, inside)
+            release[k].wait(10)
+            with lock:
+                inside -= 1
+
+    threads = []
+    for k in range(7):
+        t = threading.Thread(target=search, args=(k,))
+        t.start()
+        threads.append(t)
+        if k < 2:
+            _wait_until(lambda: len(entered), k + 1, f"search {k} to start")
+        else:  # queued before the next one arrives
+            _wait_until(lambda: len(slots._waiting), k - 1, f"search {k} to queue")
+    assert entered == [0, 1]
+    for k in range(7):
+        release[k].set()
+        _wait_until(lambda: len(entered), min(7, k + 3), f"search {min(6, k + 2)} to be let in")
+    for t in threads:
+        t.join(10)
+    assert entered == list(range(7))
+    assert most == 2
+
+
+def test_a_slot_freed_with_nobody_waiting_is_taken_at_once() -> None:
+    slots = FifoSlots(1)
+    with slots:
+        pass
+    done = threading.Event()
+
+    def search() -> None:
+        with slots:
+            done.set()
+
+    t = threading.Thread(target=search)
+    t.start()
+    t.join(10)
+    assert done.is_set()
+    assert slots._free == 1 and not slots._waiting
+
+
+def test_a_failing_search_gives_its_slot_back() -> None:
+    slots = FifoSlots(1)
+    with pytest.raises(ValueError), slots:
+        raise ValueError("engine error")
+    assert slots._free == 1
