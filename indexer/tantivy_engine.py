@@ -150,7 +150,15 @@ class FifoSlots:
             turn = threading.Lock()
             turn.acquire()
             self._waiting.append(turn)
-        turn.acquire()  # released by the holder that hands its slot over
+        try:
+            turn.acquire()  # released by the holder that hands its slot over
+        except BaseException:  # interrupted while waiting: leave the line, or pass on a slot just handed over
+            with self._lock:
+                if turn in self._waiting:
+                    self._waiting.remove(turn)
+                    raise
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:

@@ -79,3 +79,39 @@ def test_a_failing_search_gives_its_slot_back() -> None:
     with pytest.raises(ValueError), slots:
         raise ValueError("engine error")
     assert slots._free == 1
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_search_interrupted_while_waiting_leaves_the_line() -> None:
+    import signal
+
+    slots = FifoSlots(1)
+    holding, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with slots:
+            holding.set()
+            done.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    holding.wait(10)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(_Interrupted), slots:
+            pytest.fail("let in while the only slot was held")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not slots._waiting
+    done.set()
+    t.join(10)
+    assert slots._free == 1  # the holder's slot came back, not handed to the one who left
