@@ -229,8 +229,9 @@ class TantivyEngine:
     name = "tantivy"
 
     def __init__(self, index_dir: Path, slots: int | None = None) -> None:
-        """`slots`: searches this engine evaluates at once (default: one per core; each OPAC process has its
-        own engine, and two a core measured best, see docs/benchmarks.md); the rest wait in arrival order."""
+        """`slots`: searches this engine evaluates at once, the rest waiting in arrival order. The default is
+        one per core, also in each of several OPAC processes (each has its own engine): fewer left a core idle
+        at a human pace (docs/benchmarks.md)."""
         self.index_dir = index_dir
         self._slots = FifoSlots(slots or os.cpu_count() or 1)
         self.schema = build_schema()
