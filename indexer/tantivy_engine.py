@@ -41,7 +41,7 @@ from indexer.query import (
     SearchResult,
 )
 
-SCHEMA_VERSION = 2  # 2: facet_set, facet_key
+SCHEMA_VERSION = 3  # 2: facet_set, facet_key; 3: id_key
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language")
 COUNTING_FACET = "available"  # exactly one value per document ("true"/"false"): its buckets add up to the hits
 RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness target: 2 s)
@@ -56,9 +56,30 @@ FACET_FIELD, FACET_KEY = "facet_set", "facet_key"
 FACET_SIZE = {"branch": 50, "available": 50, "material_type": 50, "ndc_class": 50, "language": 50, "year": 100}
 CACHE_MIN_HITS = 2000  # results this broad are cached until the next commit (see ResultCache)
 CACHE_SIZE = 512
-BULK_HEAP = 256_000_000  # a rebuild's writer: fewer, larger segments before the merge
+# A rebuild's writer: a segment is written each time this much memory fills (about 1 KB a record), and every
+# search pays per segment for each term (4 segments instead of 7 at 3.65M records: 15 % less engine time).
+# Memory grows to it only for catalogues of a million records or more.
+BULK_HEAP = 1_000_000_000
 BULK_THREADS = 1  # tantivy indexing threads; the analysis workers already use the other cores
 RETIRED_GRACE = 60.0  # seconds a replaced generation stays on disk: other processes look at `current` every 0.5 s
+
+
+# A hit's record id is read from `id_key`, the id multiplied by an odd constant (a bijection of 64-bit numbers):
+# tantivy stores ascending ids with its blockwise-linear codec, whose reader unpacks every block's header
+# each time the column is opened (0.28 ms a search at 3.65M records); mixed, the ids are stored bit-packed
+# and open at once.
+ID_KEY = "id_key"
+_ID_MIX = 0x9E3779B97F4A7C15
+_ID_UNMIX = pow(_ID_MIX, -1, 2**64)
+_U64 = 2**64 - 1
+
+
+def id_key(record_id: int) -> int:
+    return (record_id * _ID_MIX) & _U64
+
+
+def id_of_key(key: int) -> int:
+    return (key * _ID_UNMIX) & _U64
 
 
 def facet_set(d: dict[str, Any]) -> str | None:
@@ -91,7 +112,7 @@ def facet_fields(d: dict[str, Any]) -> tuple[int, str | None]:
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     """A document as tantivy's JSON document: empty values left out, as `_document` does."""
     hashed, term = facet_fields(d)
-    out: dict[str, Any] = {FACET_KEY: hashed}
+    out: dict[str, Any] = {FACET_KEY: hashed, ID_KEY: id_key(int(d["id"]))}
     if term is not None:
         out[FACET_FIELD] = term
     for key, value in d.items():
@@ -218,6 +239,8 @@ def build_schema(version: int = SCHEMA_VERSION) -> tantivy.Schema:
     if version >= 2:
         sb.add_text_field(FACET_FIELD, tokenizer_name="raw", index_option="basic")
         sb.add_unsigned_field(FACET_KEY, fast=True)
+    if version >= 3:
+        sb.add_unsigned_field(ID_KEY, fast=True)
     return sb.build()
 
 
@@ -243,6 +266,7 @@ class TantivyEngine:
         self._commit: tuple[str, int, int, int] | None = None
         self._cache = ResultCache()
         self._facet_keys = True  # the generation searches use has facet_key (built with schema 2 or later)
+        self._id_keys = True  # ... and id_key (schema 3 or later)
         # facet_key → its facet values, looked up once per key (None: no single term holds it)
         self._facet_sets: dict[int, tuple[tuple[str, ...], ...] | None] = {}
 
@@ -334,7 +358,8 @@ class TantivyEngine:
                 except (ValueError, OSError) as exc:
                     raise SearchUnavailable(f"index {self.index_dir / current} cannot be opened: {exc}") from None
                 self._generation = current
-                self._facet_keys = self._schema_of(current) >= 2
+                schema = self._schema_of(current)
+                self._facet_keys, self._id_keys = schema >= 2, schema >= 3
                 self._facet_sets = {}
             else:
                 self._index.reload()
@@ -390,10 +415,11 @@ class TantivyEngine:
     def _document(d: dict[str, Any]) -> tantivy.Document:
         doc = tantivy.Document()
         doc.add_unsigned("id", int(d["id"]))
-        # (A generation from before the facet keys, which changes go on into until a rebuild switches,
-        # ignores these fields.)
+        # (A generation from before the facet keys or the id keys, which changes go on into until a rebuild
+        # switches, ignores the fields it lacks.)
         hashed, term = facet_fields(d)
         doc.add_unsigned(FACET_KEY, hashed)
+        doc.add_unsigned(ID_KEY, id_key(int(d["id"])))
         if term is not None:
             doc.add_text(FACET_FIELD, term)
         for key, value in d.items():
@@ -472,9 +498,15 @@ class TantivyEngine:
 
     def _result(self, searcher: Any, request: SearchRequest, total: int, found: list[tuple[Any, Any]],
                 facets: dict[str, list[tuple[str, int]]], order: dict[str, Any]) -> SearchResult:
-        # Ids from the fast field: no stored document is read for a hit.
-        ids = searcher.fast_field_values("id", [addr for _, addr in found]) if found else []
-        hits = [Hit(int(i or 0), float(key) if not order else 0.0) for (key, _), i in zip(found, ids, strict=True)]
+        # Ids from a fast field: no stored document is read for a hit.
+        addresses = [addr for _, addr in found]
+        if not found:
+            ids = []
+        elif self._id_keys:
+            ids = [id_of_key(k or 0) for k in searcher.fast_field_values(ID_KEY, addresses)]
+        else:
+            ids = [int(i or 0) for i in searcher.fast_field_values("id", addresses)]
+        hits = [Hit(i, float(key) if not order else 0.0) for (key, _), i in zip(found, ids, strict=True)]
         result = SearchResult(total=total, hits=hits, facets=facets)
         if total >= CACHE_MIN_HITS:
             self._cache.put(request, result)

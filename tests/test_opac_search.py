@@ -125,3 +125,24 @@ def test_new_arrivals_lists_the_newest_records_first(opac: tuple[TestClient, dic
     assert f'href="/records/{newest}"' in first
     assert "New arrivals" in client.get("/new?lang=en").text
     assert 'href="/new"' in client.get("/").text
+
+
+def test_result_list_columns_follow_every_write_of_the_record(seeded: psycopg.Connection) -> None:
+    from api.audit import Actor
+    from api.catalog.service import update_record
+    from opac.search import load_summaries
+
+    data = {"title": "門", "authors": [{"name": "夏目, 漱石"}, {"name": ""}, {"name": "森, 鷗外", "role": "編"}],
+            "publisher": "春陽堂", "links": [{"url": "https://www.aozora.gr.jp/cards/000148/card785.html"}]}
+    with seeded.transaction():
+        rid = seeded.execute("INSERT INTO bib_record (source, control_number, title, data) "
+                             "VALUES ('JTNDL', 'L1', '門', %s) RETURNING id", (Jsonb(data),)).fetchone()["id"]
+        odd = seeded.execute("INSERT INTO bib_record (source, control_number, title, data) "
+                             "VALUES ('JTNDL', 'L2', '無名', %s) RETURNING id",
+                             (Jsonb({"title": "無名", "authors": {"name": "x"}, "links": []}),)).fetchone()["id"]
+    first, second = load_summaries(seeded, [rid, odd])
+    assert (first["authors"], first["publisher"], first["links"]) == (
+        ["夏目, 漱石", "森, 鷗外"], "春陽堂", data["links"])
+    assert (second["authors"], second["publisher"], second["links"]) == ([], None, [])
+    update_record(seeded, Actor.cli(), rid, {"publisher": "岩波書店"})
+    assert load_summaries(seeded, [rid])[0]["publisher"] == "岩波書店"

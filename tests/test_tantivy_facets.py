@@ -137,3 +137,34 @@ def test_a_generation_from_before_the_keys_keeps_answering(tmp_path: Path, monke
     engine.write([build(22, {"title": "猫町"}, [("main", "available")], WHEN)])
     result = engine.search(request)
     assert result.total == 6 and result.facets["branch"][0] == ("main", 6)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_generation_from_before_the_id_keys_keeps_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              version: int) -> None:
+    with monkeypatch.context() as m:  # the engine as it was: ids read from the `id` column
+        m.setattr(tantivy_engine, "SCHEMA_VERSION", version)
+        old = TantivyEngine(tmp_path / "index")
+        old.schema = build_schema(version)
+        old.write(documents())
+    engine = TantivyEngine(tmp_path / "index")
+    assert engine.needs_rebuild()
+    request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
+    before = sorted(h.id for h in engine.search(request).hits)
+    engine.write([build(22, {"title": "猫町"}, [("main", "available")], WHEN)])
+    assert sorted(h.id for h in engine.search(request).hits) == sorted([*before, 22])
+    assert len(before) == 5
+
+
+def test_hits_carry_their_record_ids_through_the_id_key(tmp_path: Path) -> None:
+    engine = TantivyEngine(tmp_path / "index")
+    big = [2**63 - 1, 2**40 + 7, 123_456_789_012]
+    engine.write([build(i, {"title": f"猫の記録 {n}"}, [], WHEN) for n, i in enumerate(big)])
+    assert sorted(h.id for h in engine.search(SearchRequest(query=parse_keywords("記録"))).hits) == sorted(big)
+
+
+@pytest.mark.parametrize("record_id", [0, 1, 2, 3, 1000, 3_650_000, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1])
+def test_id_keys_map_back_to_their_ids(record_id: int) -> None:
+    key = tantivy_engine.id_key(record_id)
+    assert 0 <= key < 2**64 and tantivy_engine.id_of_key(key) == record_id
+    assert record_id < 2 or key != record_id  # mixed, so tantivy does not store them as a linear sequence
