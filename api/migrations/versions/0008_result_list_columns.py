@@ -3,7 +3,7 @@ itself (generated columns). A result page read them out of `data`, which is TOAS
 decompressed twenty whole records to show three fields (PostgreSQL 0.41 → 0.24 ms of CPU a page at 3.65M
 records). Every write of `data` (import, edit, API) updates them; nothing in the application writes them.
 
-Adding them rewrites bib_record once (about two minutes at 3.65M records; searches keep answering, writes
+Adding them rewrites bib_record once (about three minutes at 3.65M records; searches keep answering, writes
 to the catalogue wait).
 
 Revision ID: 0008
