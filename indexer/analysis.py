@@ -102,8 +102,8 @@ SUDACHI_DICT = "core"
 """The Sudachi system dictionary, pinned (its package version is part of ANALYZER_VERSION)."""
 
 # Bump RULES_VERSION whenever normalize/fold/analyze change behaviour; the dictionary, SudachiPy and the
-# kyujitai table are versioned automatically below.
-RULES_VERSION = "1"
+# kyujitai table are versioned automatically below. 2: the A fields hold the C units that split, too.
+RULES_VERSION = "2"
 
 
 def _package_version(name: str) -> str:
@@ -348,6 +348,9 @@ class Analysis:
     """Sudachi mode C units, normalized forms, symbols dropped."""
     units_a: list[str] = field(default_factory=list)
     """Sudachi mode A units of the same tokens."""
+    whole_units: list[bool] = field(default_factory=list)
+    """Per mode C unit: True when it is its own mode A unit (it does not split), so a text that has it as a
+    C unit has it among its A units too."""
     reading: str = ""
     """Folded katakana reading of the whole text (spaces where the text separated words)."""
     reading_tokens: list[str] = field(default_factory=list)
@@ -387,6 +390,7 @@ def _run(normalized: str) -> Analysis:
     known = _morphemes
     units_c: list[str] = []
     units_a: list[str] = []
+    whole: list[bool] = []
     raw: list[str] = []  # unfolded readings and " " separators
     folded: list[str] = []  # folded reading per C unit
     for chunk in _chunks(normalized):
@@ -405,6 +409,7 @@ def _run(normalized: str) -> Analysis:
             unit, subunits, r, f = word
             units_c.append(unit)
             units_a.extend(subunits)
+            whole.append(subunits == (unit,))
             raw.append(r)
             if f:
                 folded.append(f)
@@ -414,6 +419,7 @@ def _run(normalized: str) -> Analysis:
         normalized=normalized,
         units_c=units_c,
         units_a=units_a,
+        whole_units=whole,
         reading=reading,
         reading_tokens=folded,
         reading_bigrams=reading_bigrams(reading),
@@ -443,6 +449,7 @@ def analyze_query(text: str) -> Analysis:
         normalized=normalized,
         units_c=result.units_c,
         units_a=result.units_a,
+        whole_units=result.whole_units,
         reading=reading,
         reading_tokens=reading.split(),
         reading_bigrams=reading_bigrams(reading),

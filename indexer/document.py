@@ -2,7 +2,8 @@
 
 Each text group (title, author, publisher, subject, series) becomes five token fields:
   <g>_c   Sudachi mode C units (normalised: ヴァイオリン → バイオリン, 圖 → 図)
-  <g>_a   mode A units (shorter: 図書館情報学 → 図書 館 情報 学)
+  <g>_a   mode A units (shorter: 図書館情報学 → 図書 館 情報 学), and each C unit that splits (図書館情報学
+          too): every unit at either length, so one term finds a query's unit (indexer/plan.py)
   <g>_r   reading tokens in folded katakana
   <g>_rb  character bigrams of the reading (kana searches match anywhere in the reading)
   <g>_bg  character bigrams of the normalised text (partial matches inside words)
@@ -44,7 +45,8 @@ def _tokens(text: str, reading: str | None) -> dict[str, list[str]]:
 def _analysed(text: str, reading: str | None) -> tuple[dict[str, list[str]], analysis.Analysis, str | None]:
     """A text's tokens by suffix, its analysis, and its given reading folded (None without one)."""
     a = analysis.analyze(text)
-    out = {"c": a.units_c, "a": a.units_a, "bg": bigrams(a.normalized)}
+    compounds = [u for u, whole in zip(a.units_c, a.whole_units, strict=True) if not whole]
+    out = {"c": a.units_c, "a": a.units_a + compounds, "bg": bigrams(a.normalized)}
     folded = None
     if reading:
         folded = analysis.fold_reading(reading)

@@ -476,6 +476,14 @@ def test_mode_a_splits_what_mode_c_keeps_whole() -> None:
     assert set(analyze("図書館").units_a) <= set(a.units_a)
 
 
+def test_whole_units_say_which_c_units_do_not_split() -> None:
+    a = analyze("図書館の猫")
+    assert a.units_c == ["図書館", "の", "猫"]
+    assert a.whole_units == [False, True, True]
+    assert analyze_query("ねこ図書館").whole_units == analyze("ねこ図書館").whole_units
+    assert analyze("").whole_units == []
+
+
 def test_mode_a_units_equal_a_mode_a_tokenizer() -> None:
     """units_a come from Morpheme.split(A) over the C lattice; check that equals tokenizing in mode A."""
     from sudachipy import Dictionary, SplitMode

@@ -63,6 +63,7 @@ def ids(engine: Any, query: object, **kwargs: object) -> list[int]:
     ("バイオリン", 3), ("ヴァイオリン", 3), ("ばいおりん", 3),  # 表記ゆれ and reading
     ("国語", 5), ("國語", 5), ("こくご", 5),               # old/new kanji, generated reading
     ("図書館", 2), ("圖書館", 2), ("情報学", 2),            # partial inside a compound
+    ("国語歴史", 5), ("図書館概論", 2),                    # words typed together, apart in the title
     ("漱石", 1), ("なつめ", 1),                          # author by name and by reading
 ])
 def test_finds_the_record(engine: Any, text: str, expected: int) -> None:
