@@ -7,6 +7,7 @@ Both compile Shoka's own query model (indexer/query.py) over the same pre-analys
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from api.config import Settings
@@ -19,6 +20,12 @@ class SearchUnavailable(Exception):
 
 class SearchEngine(Protocol):
     name: str
+
+    @property
+    def slots(self) -> AbstractContextManager[Any]:
+        """Held around a whole search request (opac/search.py) and taken again, re-entrantly, by `search`:
+        how many requests run at once where the engine runs in this process; a no-op for a remote cluster."""
+        ...
 
     def ping(self) -> str:
         """Raise SearchUnavailable, or return a short description of the engine's state."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from indexer import analysis
@@ -129,6 +130,7 @@ class OpenSearchEngine:
         self.alias = f"{prefix}-records"
         self.prefix = prefix
         self.client = OpenSearch(url, timeout=30, max_retries=2, retry_on_timeout=True)
+        self.slots = nullcontext()  # the cluster queues searches itself (its search thread pool)
 
     def ping(self) -> str:
         from opensearchpy.exceptions import OpenSearchException

@@ -41,7 +41,7 @@ from indexer.query import (
     SearchResult,
 )
 
-SCHEMA_VERSION = 3  # 2: facet_set, facet_key; 3: id_key
+SCHEMA_VERSION = 4  # 2: facet_set, facet_key; 3: id_key; 4: branch_one
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language")
 COUNTING_FACET = "available"  # exactly one value per document ("true"/"false"): its buckets add up to the hits
 RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness target: 2 s)
@@ -54,6 +54,13 @@ FEW_HITS = 1000
 FACET_SET = ("branch", "available", "material_type", "ndc_class", "language")
 FACET_FIELD, FACET_KEY = "facet_set", "facet_key"
 FACET_SIZE = {"branch": 50, "available": 50, "material_type": 50, "ndc_class": 50, "language": 50, "year": 100}
+# The branch facet of a broad search, counted without reading the multi-valued `branch` column for every hit
+# (tantivy reads a multi-valued column at ~15 ns a hit whether the document has values or not, a single-valued
+# one at ~1.5): `branch_one` holds a document's branch when it has one, ONE_NONE when it has none and
+# ONE_SEVERAL when it has more; only the hits with ONE_SEVERAL, picked out by a filter aggregation, have
+# their `branch` values read. Branch codes start with a letter or digit, so the two markers are no branch.
+BRANCH_ONE, ONE_NONE, ONE_SEVERAL = "branch_one", "_none", "_several"
+BRANCH_BUCKETS = 1000  # every branch of a library: the two counts are added up before the top FACET_SIZE
 CACHE_MIN_HITS = 2000  # results this broad are cached until the next commit (see ResultCache)
 CACHE_SIZE = 512
 # A rebuild's writer: a segment is written each time this much memory fills (about 0.9 KB a record), and every
@@ -109,10 +116,16 @@ def facet_fields(d: dict[str, Any]) -> tuple[int, str | None]:
     return key, None if text is None else f"{key:016x}{text}"
 
 
+def branch_one(d: dict[str, Any]) -> str:
+    """The `branch_one` value of a document: its one branch, ONE_NONE or ONE_SEVERAL."""
+    branches = d.get("branch") or []
+    return ONE_NONE if not branches else str(branches[0]) if len(branches) == 1 else ONE_SEVERAL
+
+
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     """A document as tantivy's JSON document: empty values left out, as `_document` does."""
     hashed, term = facet_fields(d)
-    out: dict[str, Any] = {FACET_KEY: hashed, ID_KEY: id_key(int(d["id"]))}
+    out: dict[str, Any] = {FACET_KEY: hashed, ID_KEY: id_key(int(d["id"])), BRANCH_ONE: branch_one(d)}
     if term is not None:
         out[FACET_FIELD] = term
     for key, value in d.items():
@@ -156,14 +169,26 @@ class FifoSlots:
     of them and each is stretched by every other one running with it, the long ones most. Queued in order
     instead, a search waits for those ahead of it and then runs at full speed: the same throughput, a
     shorter tail (p95 down 15-20 % with 16 clients at 3.65M records; Elasticsearch and OpenSearch size their
-    search thread pools to the cores for the same reason)."""
+    search thread pools to the cores for the same reason).
+
+    Re-entrant: a thread that holds a slot (the OPAC holds one for a whole request, opac/search.py) passes
+    straight through when the engine's search takes it again."""
 
     def __init__(self, n: int) -> None:
         self._free = n
         self._lock = threading.Lock()
         self._waiting: deque[threading.Lock] = deque()
+        self._held = threading.local()  # .depth: how many times this thread has entered
 
     def __enter__(self) -> None:
+        depth = getattr(self._held, "depth", 0)
+        if depth:
+            self._held.depth = depth + 1
+            return
+        self._acquire()
+        self._held.depth = 1
+
+    def _acquire(self) -> None:
         with self._lock:
             if self._free:  # never while some wait: a freed slot goes to the first of them
                 self._free -= 1
@@ -178,10 +203,15 @@ class FifoSlots:
                 if turn in self._waiting:
                     self._waiting.remove(turn)
                     raise
-            self.__exit__()
+            self._release()
             raise
 
     def __exit__(self, *exc: object) -> None:
+        self._held.depth -= 1
+        if not self._held.depth:
+            self._release()
+
+    def _release(self) -> None:
         with self._lock:
             if self._waiting:
                 self._waiting.popleft().release()  # the slot passes straight to the first in line
@@ -241,6 +271,8 @@ def build_schema(version: int = SCHEMA_VERSION) -> tantivy.Schema:
         sb.add_unsigned_field(FACET_KEY, fast=True)
     if version >= 3:
         sb.add_unsigned_field(ID_KEY, fast=True)
+    if version >= 4:
+        sb.add_text_field(BRANCH_ONE, tokenizer_name="raw", fast=True, index_option="basic")
     return sb.build()
 
 
@@ -252,11 +284,13 @@ class TantivyEngine:
     name = "tantivy"
 
     def __init__(self, index_dir: Path, slots: int | None = None) -> None:
-        """`slots`: searches this engine evaluates at once, the rest waiting in arrival order. The default is
-        one per core, also in each of several OPAC processes (each has its own engine): fewer left a core idle
-        at a human pace (docs/benchmarks.md)."""
+        """`slots`: searches this engine serves at once, the rest waiting in arrival order. The OPAC holds a
+        slot for a whole request (the engine's part and the page's PostgreSQL query: opac/search.py), so the
+        default is one per core and one more, for the core a request leaves to PostgreSQL while it waits for
+        its page; also in each of several OPAC processes (each has its own engine): fewer left a core idle at
+        a human pace (docs/benchmarks.md)."""
         self.index_dir = index_dir
-        self._slots = FifoSlots(slots or os.cpu_count() or 1)
+        self.slots = FifoSlots(slots or (os.cpu_count() or 1) + 1)
         self.schema = build_schema()
         self._index: tantivy.Index | None = None
         self._generation: str | None = None
@@ -267,6 +301,7 @@ class TantivyEngine:
         self._cache = ResultCache()
         self._facet_keys = True  # the generation searches use has facet_key (built with schema 2 or later)
         self._id_keys = True  # ... and id_key (schema 3 or later)
+        self._branch_one = True  # ... and branch_one (schema 4 or later)
         # facet_key → its facet values, looked up once per key (None: no single term holds it)
         self._facet_sets: dict[int, tuple[tuple[str, ...], ...] | None] = {}
 
@@ -359,7 +394,7 @@ class TantivyEngine:
                     raise SearchUnavailable(f"index {self.index_dir / current} cannot be opened: {exc}") from None
                 self._generation = current
                 schema = self._schema_of(current)
-                self._facet_keys, self._id_keys = schema >= 2, schema >= 3
+                self._facet_keys, self._id_keys, self._branch_one = schema >= 2, schema >= 3, schema >= 4
                 self._facet_sets = {}
             else:
                 self._index.reload()
@@ -420,6 +455,7 @@ class TantivyEngine:
         hashed, term = facet_fields(d)
         doc.add_unsigned(FACET_KEY, hashed)
         doc.add_unsigned(ID_KEY, id_key(int(d["id"])))
+        doc.add_text(BRANCH_ONE, branch_one(d))
         if term is not None:
             doc.add_text(FACET_FIELD, term)
         for key, value in d.items():
@@ -442,7 +478,7 @@ class TantivyEngine:
         cached = self._cache.get(request)
         if cached is not None:
             return cached
-        with self._slots:
+        with self.slots:
             return self._evaluate(index, request)
 
     def _evaluate(self, index: tantivy.Index, request: SearchRequest) -> SearchResult:
@@ -484,17 +520,38 @@ class TantivyEngine:
             # one `available` value. The top hits then need no count, and tantivy may skip blocks that cannot
             # reach them.
             names = {*request.facets, COUNTING_FACET}
-            aggs = {f: {"terms": {"field": f, "size": FACET_SIZE[f]}} for f in names}
-            raw = searcher.aggregate(query, aggs)
-            buckets = {f: raw.get(f, {}).get("buckets", []) for f in names}
-            facets = {f: _top([(str(b["key"]), int(b["doc_count"])) for b in buckets[f]], f) for f in request.facets}
-            total = sum(int(b["doc_count"]) for b in buckets[COUNTING_FACET])
+            counted = self._aggregate(searcher, query, names)
+            facets = {f: _top(counted[f], f) for f in request.facets}
+            total = sum(n for _, n in counted[COUNTING_FACET])
         if few is not None and end <= len(few):
             return self._result(searcher, request, total or 0, few[request.offset:end], facets, order)
         found = searcher.search(query, request.size, count=total is None, offset=request.offset, **order)
         if total is None:
             total = int(getattr(found, "count", None) or 0)  # missing from tantivy's type stub
         return self._result(searcher, request, total, found.hits, facets, order)
+
+    def _aggregate(self, searcher: Any, query: Any, names: set[str]) -> dict[str, list[tuple[str, int]]]:
+        """Every hit's facet values counted by one aggregation: (value, count) pairs per facet, in no order."""
+        aggs: dict[str, Any] = {f: {"terms": {"field": f, "size": FACET_SIZE[f]}} for f in names}
+        split = "branch" in names and self._branch_one
+        if split:
+            del aggs["branch"]
+            aggs[BRANCH_ONE] = {"terms": {"field": BRANCH_ONE, "size": BRANCH_BUCKETS}}
+            # A constant filter written here, never user input: tantivy parses it with its own query parser.
+            aggs[ONE_SEVERAL] = {"filter": f"{BRANCH_ONE}:{ONE_SEVERAL}",
+                                 "aggs": {"branch": {"terms": {"field": "branch", "size": BRANCH_BUCKETS}}}}
+        raw = searcher.aggregate(query, aggs)
+        counted = {f: [(str(b["key"]), int(b["doc_count"])) for b in raw.get(f, {}).get("buckets", [])]
+                   for f in names if f != "branch" or not split}
+        if split:
+            branches: Counter[str] = Counter()
+            for key, n in [(str(b["key"]), int(b["doc_count"])) for b in raw.get(BRANCH_ONE, {}).get("buckets", [])]:
+                if key not in (ONE_NONE, ONE_SEVERAL):
+                    branches[key] += n
+            for b in raw.get(ONE_SEVERAL, {}).get("branch", {}).get("buckets", []):
+                branches[str(b["key"])] += int(b["doc_count"])
+            counted["branch"] = list(branches.items())
+        return counted
 
     def _result(self, searcher: Any, request: SearchRequest, total: int, found: list[tuple[Any, Any]],
                 facets: dict[str, list[tuple[str, int]]], order: dict[str, Any]) -> SearchResult:

@@ -33,6 +33,15 @@ def _as_reading(node: Node | None) -> Node | None:
 
 
 def search(conn: Connection[DictRow], engine: Any, request: SearchRequest) -> Outcome:
+    """The hits and what the page shows of them. The whole request holds one of the engine's slots, the
+    page's query included: with only the engine's part gated, requests parsing queries and reading pages
+    outside it competed for the interpreter's lock with those inside, and a core sat idle a fifth of the
+    time with 16 clients (docs/benchmarks.md)."""
+    with engine.slots:
+        return _search(conn, engine, request)
+
+
+def _search(conn: Connection[DictRow], engine: Any, request: SearchRequest) -> Outcome:
     result = engine.search(request)
     outcome = Outcome(request, result)
     if result.total == 0 and request.query is not None:

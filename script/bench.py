@@ -533,6 +533,7 @@ class TimedEngine:
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
+        self.slots = engine.slots
         self.spent = 0.0
 
     def search(self, request: Any) -> Any:

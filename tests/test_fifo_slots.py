@@ -115,3 +115,32 @@ def test_a_search_interrupted_while_waiting_leaves_the_line() -> None:
     done.set()
     t.join(10)
     assert slots._free == 1  # the holder's slot came back, not handed to the one who left
+
+
+def test_a_holder_passes_through_again_and_frees_the_slot_only_at_the_outer_exit() -> None:
+    """The OPAC holds a slot for a whole request and the engine's search takes it again inside."""
+    slots = FifoSlots(1)
+    other_in = threading.Event()
+    inner_done = threading.Event()
+
+    def other() -> None:
+        with slots:
+            other_in.set()
+
+    def request() -> None:
+        with slots:
+            waiting = threading.Thread(target=other, daemon=True)
+            waiting.start()
+            _wait_until(lambda: len(slots._waiting), 1, "the other request to queue")
+            with slots, slots:  # the engine's search inside the request, and again inside that
+                pass
+            inner_done.set()
+            assert not other_in.wait(0.05), "the slot was given away while its holder still held it"
+        waiting.join(10)
+
+    t = threading.Thread(target=request, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "a holder entering again waited for itself"
+    assert inner_done.is_set() and other_in.is_set()
+    assert slots._free == 1 and not slots._waiting

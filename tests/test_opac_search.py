@@ -146,3 +146,29 @@ def test_result_list_columns_follow_every_write_of_the_record(seeded: psycopg.Co
     assert (second["authors"], second["publisher"], second["links"]) == ([], None, [])
     update_record(seeded, Actor.cli(), rid, {"publisher": "岩波書店"})
     assert load_summaries(seeded, [rid])[0]["publisher"] == "岩波書店"
+
+
+def test_a_search_request_holds_an_engine_slot_through_its_page_query(seeded: psycopg.Connection,
+                                                                      tmp_path: Path) -> None:
+    """One slot per request, the PostgreSQL page query included (opac/search.py); the engine's own search
+    takes it again inside without waiting for itself."""
+    from indexer.query import SearchRequest, Text
+    from opac.search import search
+
+    with seeded.transaction():
+        rid = seeded.execute("INSERT INTO bib_record (source, control_number, title, data) VALUES "
+                             "('JTNDL', 'S1', '門', '{\"title\": \"門\"}') RETURNING id").fetchone()["id"]
+        seeded.execute("INSERT INTO search_outbox (record_id) VALUES (%s)", (rid,))
+    engine = TantivyEngine(tmp_path / "index", slots=1)
+    apply_outbox(seeded, engine)
+    free_during_page: list[int] = []
+
+    class Watched:
+        def execute(self, *args: object, **kwargs: object) -> object:
+            free_during_page.append(engine.slots._free)
+            return seeded.execute(*args, **kwargs)  # type: ignore[arg-type]
+
+    outcome = search(Watched(), engine, SearchRequest(query=Text("title", "門")))  # type: ignore[arg-type]
+    assert [r["id"] for r in outcome.records] == [rid]
+    assert free_during_page == [0]
+    assert engine.slots._free == 1

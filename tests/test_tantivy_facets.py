@@ -168,3 +168,53 @@ def test_id_keys_map_back_to_their_ids(record_id: int) -> None:
     key = tantivy_engine.id_key(record_id)
     assert 0 <= key < 2**64 and tantivy_engine.id_of_key(key) == record_id
     assert record_id < 2 or key != record_id  # mixed, so tantivy does not store them as a linear sequence
+
+
+@pytest.mark.parametrize("request_", SEARCHES)
+def test_branches_counted_through_branch_one_as_through_branch(engine: TantivyEngine, request_: SearchRequest,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broad searches' branch counts (one branch from `branch_one`, several from `branch` under a filter)
+    are those of the multi-valued `branch` column alone, for records with no, one and several branches."""
+    split = by_aggregation(engine, request_, monkeypatch)
+    engine._open()
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_branch_one", False)
+        m.setattr(engine, "_open", lambda: engine._index)
+        whole = by_aggregation(engine, request_, monkeypatch)
+    assert split == whole
+
+
+def test_branch_one_marks_none_one_and_several() -> None:
+    assert [tantivy_engine.branch_one(d) for d in documents() if d["id"] in (5, 10, 12)] == [
+        tantivy_engine.ONE_NONE, "east", tantivy_engine.ONE_SEVERAL]
+
+
+def test_a_rebuilt_generation_counts_as_one_written_by_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rebuild's bulk path (JSON documents) and the changes' path (documents field by field) give the
+    same branch_one values, so the same counts."""
+    changed = TantivyEngine(tmp_path / "changed")
+    changed.write(documents())
+    rebuilt = TantivyEngine(tmp_path / "rebuilt")
+    generation = rebuilt.new_generation()
+    writer = rebuilt.bulk_writer(generation)
+    writer.add(tantivy_engine.bulk_encode(documents()))
+    writer.commit()
+    writer.close()
+    rebuilt.switch_to(generation)
+    for request in SEARCHES:
+        assert by_aggregation(rebuilt, request, monkeypatch) == by_aggregation(changed, request, monkeypatch)
+
+
+def test_a_generation_from_before_branch_one_counts_branches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:  # schema 3: no branch_one
+        m.setattr(tantivy_engine, "SCHEMA_VERSION", 3)
+        old = TantivyEngine(tmp_path / "index")
+        old.schema = build_schema(3)
+        old.write(documents())
+    engine = TantivyEngine(tmp_path / "index")
+    assert engine.needs_rebuild()
+    request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
+    assert by_aggregation(engine, request, monkeypatch)[2]["branch"] == [("main", 5), ("east", 2), ("west", 1)]
+    engine.write([build(22, {"title": "猫町"}, [("main", "available"), ("kita", "available")], WHEN)])
+    assert by_aggregation(engine, request, monkeypatch)[2]["branch"] == [
+        ("main", 6), ("east", 2), ("kita", 1), ("west", 1)]
