@@ -302,8 +302,8 @@ class TantivyEngine:
         self._facet_keys = True  # the generation searches use has facet_key (built with schema 2 or later)
         self._id_keys = True  # ... and id_key (schema 3 or later)
         self._branch_one = True  # ... and branch_one (schema 4 or later)
-        # facet_key → its facet values, looked up once per key (None: no single term holds it)
-        self._facet_sets: dict[int, tuple[tuple[str, ...], ...] | None] = {}
+        # facet_key → its (facet, value) pairs, looked up once per key (None: no single term holds it)
+        self._facet_sets: dict[int, tuple[tuple[str, str], ...] | None] = {}
 
     # -- generations -------------------------------------------------------------------------
     def _current_name(self) -> str | None:
@@ -582,15 +582,20 @@ class TantivyEngine:
         sets = self._facet_sets
         for k in keys:
             if k not in sets:  # first seen by this engine
-                sets[k] = self._facet_values(searcher, k)
+                values = self._facet_values(searcher, k)
+                sets[k] = None if values is None else tuple(
+                    (f, v) for f, vs in zip(FACET_SET, values, strict=True) for v in vs)
+        tally: dict[tuple[str, str], int] = {}  # (facet, value) → hits; flat, the cheapest loop per hit key
+        get = tally.get
         for k, n in keys.items():
-            values = sets.get(k)
-            if values is None:
+            pairs = sets.get(k)
+            if pairs is None:
                 return None
-            for f, vs in zip(FACET_SET, values, strict=True):
-                if f in counts:
-                    for v in vs:
-                        counts[f][v] = counts[f].get(v, 0) + n
+            for pair in pairs:
+                tally[pair] = get(pair, 0) + n
+        for (f, v), n in tally.items():
+            if f in counts:
+                counts[f][v] = n
         if "year" in counts:
             years = Counter(searcher.fast_field_values("year", addresses))
             counts["year"] = {str(y): n for y, n in years.items() if y is not None}
