@@ -83,6 +83,9 @@ class SearchRequest:
 class Hit:
     id: int
     score: float
+    available: bool | None = None
+    """Whether the record has an item on the shelf, as the index has it (changes reach it within 2 s, as they
+    reach the `available` filter and facet); None when the engine does not say, and the page asks PostgreSQL."""
 
 
 @dataclass

@@ -563,7 +563,11 @@ class TantivyEngine:
             ids = [id_of_key(k or 0) for k in searcher.fast_field_values(ID_KEY, addresses)]
         else:
             ids = [int(i or 0) for i in searcher.fast_field_values("id", addresses)]
-        hits = [Hit(i, float(key) if not order else 0.0) for (key, _), i in zip(found, ids, strict=True)]
+        available: list[bool | None] = [None] * len(ids)
+        if found and self._facet_keys:  # from the facet sets: the page needs no query of the items for it
+            available = [self._available(searcher, k) for k in searcher.fast_field_values(FACET_KEY, addresses)]
+        hits = [Hit(i, float(key) if not order else 0.0, a)
+                for (key, _), i, a in zip(found, ids, available, strict=True)]
         result = SearchResult(total=total, hits=hits, facets=facets)
         if total >= CACHE_MIN_HITS:
             self._cache.put(request, result)
@@ -582,9 +586,7 @@ class TantivyEngine:
         sets = self._facet_sets
         for k in keys:
             if k not in sets:  # first seen by this engine
-                values = self._facet_values(searcher, k)
-                sets[k] = None if values is None else tuple(
-                    (f, v) for f, vs in zip(FACET_SET, values, strict=True) for v in vs)
+                self._pairs_of(searcher, k)
         tally: dict[tuple[str, str], int] = {}  # (facet, value) → hits; flat, the cheapest loop per hit key
         get = tally.get
         for k, n in keys.items():
@@ -600,6 +602,19 @@ class TantivyEngine:
             years = Counter(searcher.fast_field_values("year", addresses))
             counts["year"] = {str(y): n for y, n in years.items() if y is not None}
         return {f: _top(list(c.items()), f) for f, c in counts.items()}
+
+    def _pairs_of(self, searcher: Any, key: int) -> tuple[tuple[str, str], ...] | None:
+        """The (facet, value) pairs `key` stands for, remembered; None when no single term holds them."""
+        sets = self._facet_sets
+        if key not in sets:
+            values = self._facet_values(searcher, key)
+            sets[key] = None if values is None else tuple(
+                (f, v) for f, vs in zip(FACET_SET, values, strict=True) for v in vs)
+        return sets[key]
+
+    def _available(self, searcher: Any, key: int | None) -> bool | None:
+        pairs = self._pairs_of(searcher, key) if key else None
+        return None if pairs is None else ("available", "true") in pairs
 
     @staticmethod
     def _facet_values(searcher: Any, key: int) -> tuple[tuple[str, ...], ...] | None:

@@ -172,3 +172,42 @@ def test_a_search_request_holds_an_engine_slot_through_its_page_query(seeded: ps
     assert [r["id"] for r in outcome.records] == [rid]
     assert free_during_page == [0]
     assert engine.slots._free == 1
+
+
+def test_result_list_availability_from_the_engine_or_else_from_the_items(seeded: psycopg.Connection) -> None:
+    """The engine's word when it gave one for every hit (the index: within 2 s of a loan); the items
+    otherwise."""
+    from opac.search import load_summaries
+
+    with seeded.transaction():
+        rid = seeded.execute("INSERT INTO bib_record (source, control_number, title, data) VALUES "
+                             "('JTNDL', 'A1', '門', '{\"title\": \"門\"}') RETURNING id").fetchone()["id"]
+        other = seeded.execute("INSERT INTO bib_record (source, control_number, title, data) VALUES "
+                               "('JTNDL', 'A2', '心', '{\"title\": \"心\"}') RETURNING id").fetchone()["id"]
+        seeded.execute("INSERT INTO item (record_id, barcode, branch_id, current_branch_id, item_type, call_number, "
+                       "status) SELECT %s, '4000091', id, id, 'book', '913.6/ナ', 'available' FROM branch "
+                       "WHERE code = 'main'", (rid,))
+    live = [r["available"] for r in load_summaries(seeded, [rid, other])]
+    assert live == [True, False]
+    assert [r["available"] for r in load_summaries(seeded, [rid, other], {rid: False, other: True})] == [False, True]
+    assert [r["available"] for r in load_summaries(seeded, [rid, other], {rid: False, other: None})] == live
+
+
+def test_a_loan_reaches_the_result_list_through_the_index(opac: tuple[TestClient, dict[str, int]],
+                                                          seeded: psycopg.Connection, settings: Settings,
+                                                          tmp_path: Path) -> None:
+    client, ids = opac
+
+    def shown() -> bool:
+        hits = client.get("/api/v1/search", params={"q": "それから"}).json()["hits"]
+        return next(h["available"] for h in hits if h["id"] == ids["それから"])
+
+    assert shown() is True
+    with seeded.transaction():
+        seeded.execute("UPDATE item SET status = 'on_loan' WHERE record_id = %s", (ids["それから"],))
+        seeded.execute("INSERT INTO search_outbox (record_id) VALUES (%s)", (ids["それから"],))
+    apply_outbox(seeded, TantivyEngine(replace(settings, data_dir=tmp_path).index_dir))
+    deadline = __import__("time").monotonic() + 10
+    while shown() and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.1)  # the OPAC's engine looks for a new commit every 0.5 s
+    assert shown() is False

@@ -218,3 +218,27 @@ def test_a_generation_from_before_branch_one_counts_branches(tmp_path: Path, mon
     engine.write([build(22, {"title": "猫町"}, [("main", "available"), ("kita", "available")], WHEN)])
     assert by_aggregation(engine, request, monkeypatch)[2]["branch"] == [
         ("main", 6), ("east", 2), ("kita", 1), ("west", 1)]
+
+
+def test_hits_say_whether_their_record_is_on_the_shelf(engine: TantivyEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the facet sets, for the few hits and the broad search's page alike."""
+    shelf = {d["id"]: d["available"] == ["true"] for d in documents()}
+    request = SearchRequest(query=parse_keywords("猫 OR 夏目 OR 國語"), facets=FACETS)
+    few = engine.search(request).hits
+    assert few and {h.id: h.available for h in few} == {h.id: shelf[h.id] for h in few}
+    assert {True, False} <= {h.available for h in few}
+    with monkeypatch.context() as m:
+        m.setattr(tantivy_engine, "FEW_HITS", -1)
+        broad = engine.search(request).hits
+    assert [(h.id, h.available) for h in broad] == [(h.id, h.available) for h in few]
+
+
+def test_hits_of_a_generation_without_facet_keys_leave_availability_to_the_page(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(tantivy_engine, "SCHEMA_VERSION", 1)
+        old = TantivyEngine(tmp_path / "index")
+        old.schema = build_schema(1)
+        old.write(documents())
+    hits = TantivyEngine(tmp_path / "index").search(SearchRequest(query=parse_keywords("猫"))).hits
+    assert hits and all(h.available is None for h in hits)
