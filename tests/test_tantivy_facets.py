@@ -56,6 +56,18 @@ def by_aggregation(engine: TantivyEngine, request: SearchRequest, monkeypatch: p
         return plain(engine.search(request))
 
 
+def old_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int) -> TantivyEngine:
+    """An engine over a generation written as the engine of schema `version` wrote it (the documents in it)."""
+    with monkeypatch.context() as m:
+        m.setattr(tantivy_engine, "SCHEMA_VERSION", version)
+        old = TantivyEngine(tmp_path / "index")
+        old.schema = build_schema(version)
+        old.write(documents())
+    engine = TantivyEngine(tmp_path / "index")
+    assert engine.needs_rebuild()
+    return engine
+
+
 @pytest.mark.parametrize("request_", SEARCHES, ids=range(len(SEARCHES)))
 def test_few_hits_count_what_the_aggregation_counts(engine: TantivyEngine, request_: SearchRequest,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,13 +136,7 @@ def test_two_sets_with_one_key_are_counted_by_aggregation(tmp_path: Path, monkey
 
 
 def test_a_generation_from_before_the_keys_keeps_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with monkeypatch.context() as m:  # the engine as it was: schema 1, no facet keys
-        m.setattr(tantivy_engine, "SCHEMA_VERSION", 1)
-        old = TantivyEngine(tmp_path / "index")
-        old.schema = build_schema(1)
-        old.write(documents())
-    engine = TantivyEngine(tmp_path / "index")
-    assert engine.needs_rebuild()
+    engine = old_generation(tmp_path, monkeypatch, 1)  # the engine as it was: schema 1, no facet keys
     request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
     assert engine.search(request).total == 5
     # The worker goes on writing changes into it until the rebuild switches.
@@ -142,13 +148,7 @@ def test_a_generation_from_before_the_keys_keeps_answering(tmp_path: Path, monke
 @pytest.mark.parametrize("version", [1, 2])
 def test_a_generation_from_before_the_id_keys_keeps_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               version: int) -> None:
-    with monkeypatch.context() as m:  # the engine as it was: ids read from the `id` column
-        m.setattr(tantivy_engine, "SCHEMA_VERSION", version)
-        old = TantivyEngine(tmp_path / "index")
-        old.schema = build_schema(version)
-        old.write(documents())
-    engine = TantivyEngine(tmp_path / "index")
-    assert engine.needs_rebuild()
+    engine = old_generation(tmp_path, monkeypatch, version)  # ids read from the `id` column
     request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
     before = sorted(h.id for h in engine.search(request).hits)
     engine.write([build(22, {"title": "猫町"}, [("main", "available")], WHEN)])
@@ -206,13 +206,7 @@ def test_a_rebuilt_generation_counts_as_one_written_by_changes(tmp_path: Path, m
 
 
 def test_a_generation_from_before_branch_one_counts_branches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with monkeypatch.context() as m:  # schema 3: no branch_one
-        m.setattr(tantivy_engine, "SCHEMA_VERSION", 3)
-        old = TantivyEngine(tmp_path / "index")
-        old.schema = build_schema(3)
-        old.write(documents())
-    engine = TantivyEngine(tmp_path / "index")
-    assert engine.needs_rebuild()
+    engine = old_generation(tmp_path, monkeypatch, 3)  # no branch_one
     request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
     assert by_aggregation(engine, request, monkeypatch)[2]["branch"] == [("main", 5), ("east", 2), ("west", 1)]
     engine.write([build(22, {"title": "猫町"}, [("main", "available"), ("kita", "available")], WHEN)])
@@ -235,10 +229,5 @@ def test_hits_say_whether_their_record_is_on_the_shelf(engine: TantivyEngine, mo
 
 def test_hits_of_a_generation_without_facet_keys_leave_availability_to_the_page(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with monkeypatch.context() as m:
-        m.setattr(tantivy_engine, "SCHEMA_VERSION", 1)
-        old = TantivyEngine(tmp_path / "index")
-        old.schema = build_schema(1)
-        old.write(documents())
-    hits = TantivyEngine(tmp_path / "index").search(SearchRequest(query=parse_keywords("猫"))).hits
+    hits = old_generation(tmp_path, monkeypatch, 1).search(SearchRequest(query=parse_keywords("猫"))).hits
     assert hits and all(h.available is None for h in hits)
