@@ -545,9 +545,9 @@ class TantivyEngine:
                    for f in names if f != "branch" or not split}
         if split:
             branches: Counter[str] = Counter()
-            for key, n in [(str(b["key"]), int(b["doc_count"])) for b in raw.get(BRANCH_ONE, {}).get("buckets", [])]:
-                if key not in (ONE_NONE, ONE_SEVERAL):
-                    branches[key] += n
+            for b in raw.get(BRANCH_ONE, {}).get("buckets", []):
+                if str(b["key"]) not in (ONE_NONE, ONE_SEVERAL):
+                    branches[str(b["key"])] += int(b["doc_count"])
             for b in raw.get(ONE_SEVERAL, {}).get("branch", {}).get("buckets", []):
                 branches[str(b["key"])] += int(b["doc_count"])
             counted["branch"] = list(branches.items())
@@ -583,14 +583,10 @@ class TantivyEngine:
         keys = Counter(searcher.fast_field_values(FACET_KEY, addresses))
         if 0 in keys or None in keys:  # a value that could not be keyed; a document from before the keys
             return None
-        sets = self._facet_sets
-        for k in keys:
-            if k not in sets:  # first seen by this engine
-                self._pairs_of(searcher, k)
         tally: dict[tuple[str, str], int] = {}  # (facet, value) → hits; flat, the cheapest loop per hit key
         get = tally.get
         for k, n in keys.items():
-            pairs = sets.get(k)
+            pairs = self._pairs_of(searcher, k)
             if pairs is None:
                 return None
             for pair in pairs:
