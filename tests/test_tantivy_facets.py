@@ -231,3 +231,65 @@ def test_hits_of_a_generation_without_facet_keys_leave_availability_to_the_page(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hits = old_generation(tmp_path, monkeypatch, 1).search(SearchRequest(query=parse_keywords("猫"))).hits
     assert hits and all(h.available is None for h in hits)
+
+
+CAT_FACETS = {
+    "branch": [("main", 5), ("east", 2), ("west", 1)],
+    "available": [("true", 3), ("false", 2)],
+    "material_type": [("book", 2), ("sound", 2), ("video", 1)],
+    "ndc_class": [("9", 4)],
+    "year": [("2003", 4), ("1990", 1)],
+    "language": [("jpn", 3)],
+}
+
+
+def one_by_one(engine: TantivyEngine, request: SearchRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The broad search's answer with every single-valued facet aggregated on its own column."""
+    engine._open()
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_single", False)
+        m.setattr(engine, "_open", lambda: engine._index)
+        return by_aggregation(engine, request, monkeypatch)
+
+
+@pytest.mark.parametrize("request_", SEARCHES, ids=range(len(SEARCHES)))
+def test_single_facets_counted_together_as_one_by_one(engine: TantivyEngine, request_: SearchRequest,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    together = by_aggregation(engine, request_, monkeypatch)
+    assert together == one_by_one(engine, request_, monkeypatch)
+
+
+def test_single_facets_counts_themselves(engine: TantivyEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    total, _, facets = by_aggregation(engine, SearchRequest(query=parse_keywords("猫"), facets=FACETS), monkeypatch)
+    assert total == 5 and facets == CAT_FACETS
+    doc = next(d for d in documents() if d["id"] == 12)  # 猫と暮らす: no NDC, no language
+    assert tantivy_engine.single_facets(doc) == "true\x1fvideo\x1f\x1f"
+
+
+def test_a_document_whose_single_facets_do_not_fit_is_counted_one_by_one(
+        engine: TantivyEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = {**build(23, {"title": "猫の図鑑", "ndc": "489"}, [("main", "available")], WHEN),
+           "material_type": ["book", "video"]}
+    assert tantivy_engine.single_facets(doc) == tantivy_engine.SINGLE_UNKNOWN
+    engine.write([doc])
+    request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
+    total, _, facets = by_aggregation(engine, request, monkeypatch)
+    assert total == 6 and facets["material_type"] == [("book", 3), ("sound", 2), ("video", 2)]
+    assert facets["ndc_class"] == [("9", 4), ("4", 1)]
+    assert (total, facets) == one_by_one(engine, request, monkeypatch)[::2]
+
+
+def test_more_combinations_than_buckets_are_counted_one_by_one(engine: TantivyEngine,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tantivy_engine, "SINGLE_BUCKETS", 1)
+    total, _, facets = by_aggregation(engine, SearchRequest(query=parse_keywords("猫"), facets=FACETS), monkeypatch)
+    assert total == 5 and facets == CAT_FACETS
+
+
+def test_a_generation_from_before_single_facets_counts_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = old_generation(tmp_path, monkeypatch, 4)
+    request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
+    assert by_aggregation(engine, request, monkeypatch)[::2] == (5, CAT_FACETS)
+    engine.write([build(22, {"title": "猫町", "language": "fre"}, [("main", "available")], WHEN)])
+    total, _, facets = by_aggregation(engine, request, monkeypatch)
+    assert total == 6 and ("fre", 1) in facets["language"]
