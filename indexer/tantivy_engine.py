@@ -41,7 +41,7 @@ from indexer.query import (
     SearchResult,
 )
 
-SCHEMA_VERSION = 5  # 2: facet_set, facet_key; 3: id_key; 4: branch_one; 5: single_facets
+SCHEMA_VERSION = 5  # 2: facet_set, facet_key; 3: id_key; 4: branch_one; 5: single_facets, branch_set
 RAW_KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language")
 COUNTING_FACET = "available"  # exactly one value per document ("true"/"false"): its buckets add up to the hits
 RELOAD_EVERY = 0.5  # seconds between checks for a newer commit (freshness target: 2 s)
@@ -61,13 +61,18 @@ FACET_SIZE = {"branch": 50, "available": 50, "material_type": 50, "ndc_class": 5
 # their `branch` values read. Branch codes start with a letter or digit, so the two markers are no branch.
 BRANCH_ONE, ONE_NONE, ONE_SEVERAL = "branch_one", "_none", "_several"
 BRANCH_BUCKETS = 1000  # every branch of a library: the two counts are added up before the top FACET_SIZE
-# The facets with one value a document, in one keyword (values in SINGLE_FACETS order, \x1f between them): a
-# broad search counts them with one aggregation over one column instead of one each, and adds the buckets up
-# by value (some hundreds of combinations in a catalogue; a quarter less aggregation time at 0.5–1.4M hits).
-# SINGLE_UNKNOWN marks a document whose values do not fit; the search then counts those facets one by one.
-SINGLE_FACETS, SINGLE_FIELD, SINGLE_UNKNOWN = ("available", "material_type", "ndc_class", "language"), \
-    "single_facets", "_"
-SINGLE_BUCKETS = 20_000
+# Facet values a broad search counts as combinations, one single-valued keyword column each, whose buckets are
+# added up by value (tantivy counts a single-valued column at ~2 ns a hit whatever its number of values):
+# `single_facets`, the facets with one value a document (values in SINGLE_FACETS order, \x1f between them;
+# some hundreds of combinations in a catalogue), instead of one aggregation each (a quarter less aggregation
+# time at 0.5–1.4M hits); `branch_set`, a document's branches (\x1e between them; a few thousand sets), instead
+# of branch_one and a filter aggregation (whose query tantivy parses anew each time, ~1 ms). COMBINED_UNKNOWN
+# marks a document whose values do not fit (a separator in a value, several values of a single facet); the
+# search then counts those facets one by one, as it does when the combinations outnumber COMBINED_BUCKETS.
+SINGLE_FACETS, SINGLE_FIELD, BRANCH_SET, COMBINED_UNKNOWN = ("available", "material_type", "ndc_class",
+                                                             "language"), "single_facets", "branch_set", "_"
+COMBINED = {SINGLE_FIELD: SINGLE_FACETS, BRANCH_SET: ("branch",)}
+COMBINED_BUCKETS = 20_000
 CACHE_MIN_HITS = 2000  # results this broad are cached until the next commit (see ResultCache)
 CACHE_SIZE = 512
 # A rebuild's writer: a segment is written each time this much memory fills (about 0.9 KB a record), and every
@@ -129,24 +134,37 @@ def branch_one(d: dict[str, Any]) -> str:
     return ONE_NONE if not branches else str(branches[0]) if len(branches) == 1 else ONE_SEVERAL
 
 
+def _values(d: dict[str, Any], name: str) -> list[str]:
+    value = d.get(name)
+    return [str(v) for v in value] if isinstance(value, list) else [] if value in (None, "") else [str(value)]
+
+
 def single_facets(d: dict[str, Any]) -> str:
-    """The SINGLE_FIELD value of a document: its SINGLE_FACETS values, or SINGLE_UNKNOWN if one has several
+    """The SINGLE_FIELD value of a document: its SINGLE_FACETS values, or COMBINED_UNKNOWN if one has several
     values or holds the separator."""
     parts: list[str] = []
     for name in SINGLE_FACETS:
-        value = d.get(name)
-        values = value if isinstance(value, list) else [] if value in (None, "") else [value]
-        if len(values) > 1 or any("\x1f" in str(v) for v in values):
-            return SINGLE_UNKNOWN
-        parts.append(str(values[0]) if values else "")
+        values = _values(d, name)
+        if len(values) > 1 or any("\x1f" in v or "\x1e" in v for v in values):
+            return COMBINED_UNKNOWN
+        parts.append(values[0] if values else "")
     return "\x1f".join(parts)
+
+
+def branch_set(d: dict[str, Any]) -> str:
+    """The BRANCH_SET value of a document: its branch codes ("" for none), or COMBINED_UNKNOWN if one holds a
+    separator."""
+    values = sorted(set(_values(d, "branch")))
+    if any("\x1f" in v or "\x1e" in v or v == COMBINED_UNKNOWN for v in values):
+        return COMBINED_UNKNOWN
+    return "\x1e".join(values)
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     """A document as tantivy's JSON document: empty values left out, as `_document` does."""
     hashed, term = facet_fields(d)
     out: dict[str, Any] = {FACET_KEY: hashed, ID_KEY: id_key(int(d["id"])), BRANCH_ONE: branch_one(d),
-                           SINGLE_FIELD: single_facets(d)}
+                           SINGLE_FIELD: single_facets(d), BRANCH_SET: branch_set(d)}
     if term is not None:
         out[FACET_FIELD] = term
     for key, value in d.items():
@@ -296,6 +314,7 @@ def build_schema(version: int = SCHEMA_VERSION) -> tantivy.Schema:
         sb.add_text_field(BRANCH_ONE, tokenizer_name="raw", fast=True, index_option="basic")
     if version >= 5:
         sb.add_text_field(SINGLE_FIELD, tokenizer_name="raw", fast=True, index_option="basic")
+        sb.add_text_field(BRANCH_SET, tokenizer_name="raw", fast=True, index_option="basic")
     return sb.build()
 
 
@@ -325,9 +344,9 @@ class TantivyEngine:
         self._facet_keys = True  # the generation searches use has facet_key (built with schema 2 or later)
         self._id_keys = True  # ... and id_key (schema 3 or later)
         self._branch_one = True  # ... and branch_one (schema 4 or later)
-        self._single = True  # ... and single_facets (schema 5 or later)
-        # single_facets value → its (facet, value) pairs (None: SINGLE_UNKNOWN or a value that does not parse)
-        self._single_sets: dict[str, tuple[tuple[str, str], ...] | None] = {}
+        self._combined = True  # ... and single_facets and branch_set (schema 5 or later)
+        # a COMBINED field's value → its (facet, value) pairs (None: COMBINED_UNKNOWN or a value that does not parse)
+        self._combinations: dict[str, dict[str, tuple[tuple[str, str], ...] | None]] = {f: {} for f in COMBINED}
         # facet_key → its (facet, value) pairs, looked up once per key (None: no single term holds it)
         self._facet_sets: dict[int, tuple[tuple[str, str], ...] | None] = {}
 
@@ -421,8 +440,8 @@ class TantivyEngine:
                 self._generation = current
                 schema = self._schema_of(current)
                 self._facet_keys, self._id_keys, self._branch_one = schema >= 2, schema >= 3, schema >= 4
-                self._single = schema >= 5
-                self._facet_sets, self._single_sets = {}, {}
+                self._combined = schema >= 5
+                self._facet_sets, self._combinations = {}, {f: {} for f in COMBINED}
             else:
                 self._index.reload()
             if commit != self._commit:
@@ -484,6 +503,7 @@ class TantivyEngine:
         doc.add_unsigned(ID_KEY, id_key(int(d["id"])))
         doc.add_text(BRANCH_ONE, branch_one(d))
         doc.add_text(SINGLE_FIELD, single_facets(d))
+        doc.add_text(BRANCH_SET, branch_set(d))
         if term is not None:
             doc.add_text(FACET_FIELD, term)
         for key, value in d.items():
@@ -559,11 +579,34 @@ class TantivyEngine:
         return self._result(searcher, request, total, found.hits, facets, order)
 
     def _aggregate(self, searcher: Any, query: Any, names: set[str]) -> dict[str, list[tuple[str, int]]]:
-        """Every hit's facet values counted by one aggregation: (value, count) pairs per facet, in no order."""
-        single = names & set(SINGLE_FACETS) if self._single else set()
-        aggs: dict[str, Any] = {f: {"terms": {"field": f, "size": FACET_SIZE[f]}} for f in names - single}
-        if single:
-            aggs[SINGLE_FIELD] = {"terms": {"field": SINGLE_FIELD, "size": SINGLE_BUCKETS}}
+        """Every hit's facet values counted: (value, count) pairs per facet, in no order. One aggregation; a second
+        for the facets whose combinations could not all be read."""
+        if not self._combined:
+            return self._aggregate_each(searcher, query, names)
+        combined = {field: names & set(facets) for field, facets in COMBINED.items()}
+        each = names.difference(*combined.values())
+        aggs: dict[str, Any] = {f: {"terms": {"field": f, "size": FACET_SIZE[f]}} for f in each}
+        aggs.update({field: {"terms": {"field": field, "size": COMBINED_BUCKETS}}
+                     for field, wanted in combined.items() if wanted})
+        raw = searcher.aggregate(query, aggs)
+        counted = {f: [(str(b["key"]), int(b["doc_count"])) for b in raw.get(f, {}).get("buckets", [])] for f in each}
+        late: set[str] = set()
+        for field, wanted in combined.items():
+            if not wanted:
+                continue
+            by_value = self._combined_counts(field, raw.get(field, {}))
+            if by_value is None:  # a document's values did not fit: those facets counted one by one
+                late |= wanted
+            else:
+                counted.update({f: by_value.get(f, []) for f in wanted})
+        if late:
+            counted.update(self._aggregate_each(searcher, query, late))
+        return counted
+
+    def _aggregate_each(self, searcher: Any, query: Any, names: set[str]) -> dict[str, list[tuple[str, int]]]:
+        """`names` counted by one terms aggregation each (generations before schema 5), the branches through
+        branch_one where the generation has it."""
+        aggs: dict[str, Any] = {f: {"terms": {"field": f, "size": FACET_SIZE[f]}} for f in names}
         split = "branch" in names and self._branch_one
         if split:
             del aggs["branch"]
@@ -573,14 +616,7 @@ class TantivyEngine:
                                  "aggs": {"branch": {"terms": {"field": "branch", "size": BRANCH_BUCKETS}}}}
         raw = searcher.aggregate(query, aggs)
         counted = {f: [(str(b["key"]), int(b["doc_count"])) for b in raw.get(f, {}).get("buckets", [])]
-                   for f in names - single if f != "branch" or not split}
-        if single:
-            by_value = self._single_counts(raw.get(SINGLE_FIELD, {}))
-            if by_value is None:  # a document's values did not fit: those facets counted one by one
-                again = searcher.aggregate(query, {f: {"terms": {"field": f, "size": FACET_SIZE[f]}} for f in single})
-                by_value = {f: [(str(b["key"]), int(b["doc_count"])) for b in again.get(f, {}).get("buckets", [])]
-                            for f in single}
-            counted.update({f: by_value.get(f, []) for f in single})
+                   for f in names if f != "branch" or not split}
         if split:
             branches: Counter[str] = Counter()
             for b in raw.get(BRANCH_ONE, {}).get("buckets", []):
@@ -591,21 +627,21 @@ class TantivyEngine:
             counted["branch"] = list(branches.items())
         return counted
 
-    def _single_counts(self, raw: dict[str, Any]) -> dict[str, list[tuple[str, int]]] | None:
-        """The SINGLE_FIELD buckets added up by facet and value; None when a bucket cannot be read (a document
-        marked SINGLE_UNKNOWN) or the buckets did not all fit in the answer."""
+    def _combined_counts(self, field: str, raw: dict[str, Any]) -> dict[str, list[tuple[str, int]]] | None:
+        """A COMBINED field's buckets added up by facet and value; None when a bucket cannot be read (a document
+        marked COMBINED_UNKNOWN) or the buckets did not all fit in the answer."""
         if raw.get("sum_other_doc_count"):
             return None
-        sets = self._single_sets
+        facets, known = COMBINED[field], self._combinations[field]
         tally: dict[tuple[str, str], int] = {}
         get = tally.get
         for b in raw.get("buckets", []):
             text = str(b["key"])
-            if text not in sets:
+            if text not in known:
                 parts = text.split("\x1f")
-                sets[text] = None if len(parts) != len(SINGLE_FACETS) else tuple(
-                    (f, v) for f, v in zip(SINGLE_FACETS, parts, strict=True) if v)
-            pairs = sets[text]
+                known[text] = None if text == COMBINED_UNKNOWN or len(parts) != len(facets) else tuple(
+                    (f, v) for f, part in zip(facets, parts, strict=True) for v in part.split("\x1e") if v)
+            pairs = known[text]
             if pairs is None:
                 return None
             n = int(b["doc_count"])

@@ -175,9 +175,13 @@ def test_branches_counted_through_branch_one_as_through_branch(engine: TantivyEn
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """The broad searches' branch counts (one branch from `branch_one`, several from `branch` under a filter)
     are those of the multi-valued `branch` column alone, for records with no, one and several branches."""
-    split = by_aggregation(engine, request_, monkeypatch)
     engine._open()
     with monkeypatch.context() as m:
+        m.setattr(engine, "_combined", False)  # as a schema 4 generation counts
+        m.setattr(engine, "_open", lambda: engine._index)
+        split = by_aggregation(engine, request_, monkeypatch)
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_combined", False)
         m.setattr(engine, "_branch_one", False)
         m.setattr(engine, "_open", lambda: engine._index)
         whole = by_aggregation(engine, request_, monkeypatch)
@@ -244,16 +248,16 @@ CAT_FACETS = {
 
 
 def one_by_one(engine: TantivyEngine, request: SearchRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The broad search's answer with every single-valued facet aggregated on its own column."""
+    """The broad search's answer with every facet aggregated on its own column (branches through branch_one)."""
     engine._open()
     with monkeypatch.context() as m:
-        m.setattr(engine, "_single", False)
+        m.setattr(engine, "_combined", False)
         m.setattr(engine, "_open", lambda: engine._index)
         return by_aggregation(engine, request, monkeypatch)
 
 
 @pytest.mark.parametrize("request_", SEARCHES, ids=range(len(SEARCHES)))
-def test_single_facets_counted_together_as_one_by_one(engine: TantivyEngine, request_: SearchRequest,
+def test_combinations_counted_as_one_by_one(engine: TantivyEngine, request_: SearchRequest,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     together = by_aggregation(engine, request_, monkeypatch)
     assert together == one_by_one(engine, request_, monkeypatch)
@@ -270,7 +274,7 @@ def test_a_document_whose_single_facets_do_not_fit_is_counted_one_by_one(
         engine: TantivyEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     doc = {**build(23, {"title": "猫の図鑑", "ndc": "489"}, [("main", "available")], WHEN),
            "material_type": ["book", "video"]}
-    assert tantivy_engine.single_facets(doc) == tantivy_engine.SINGLE_UNKNOWN
+    assert tantivy_engine.single_facets(doc) == tantivy_engine.COMBINED_UNKNOWN
     engine.write([doc])
     request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
     total, _, facets = by_aggregation(engine, request, monkeypatch)
@@ -281,7 +285,7 @@ def test_a_document_whose_single_facets_do_not_fit_is_counted_one_by_one(
 
 def test_more_combinations_than_buckets_are_counted_one_by_one(engine: TantivyEngine,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tantivy_engine, "SINGLE_BUCKETS", 1)
+    monkeypatch.setattr(tantivy_engine, "COMBINED_BUCKETS", 1)
     total, _, facets = by_aggregation(engine, SearchRequest(query=parse_keywords("猫"), facets=FACETS), monkeypatch)
     assert total == 5 and facets == CAT_FACETS
 
@@ -293,3 +297,19 @@ def test_a_generation_from_before_single_facets_counts_them(tmp_path: Path, monk
     engine.write([build(22, {"title": "猫町", "language": "fre"}, [("main", "available")], WHEN)])
     total, _, facets = by_aggregation(engine, request, monkeypatch)
     assert total == 6 and ("fre", 1) in facets["language"]
+
+
+def test_branch_set_values() -> None:
+    by_id = {d["id"]: d for d in documents()}
+    assert [tantivy_engine.branch_set(by_id[i]) for i in (5, 10, 13)] == ["", "east", "east\x1emain\x1ewest"]
+    assert tantivy_engine.branch_set({"branch": ["main\x1ex"]}) == tantivy_engine.COMBINED_UNKNOWN
+    assert tantivy_engine.branch_set({"branch": ["_"]}) == tantivy_engine.COMBINED_UNKNOWN
+
+
+def test_a_branch_set_that_does_not_fit_is_counted_one_by_one(engine: TantivyEngine,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    engine.write([build(21, {"title": "猫の本"}, [("main\x1ex", "available"), ("east", "available")], WHEN)])
+    request = SearchRequest(query=parse_keywords("猫"), facets=FACETS)
+    total, _, facets = by_aggregation(engine, request, monkeypatch)
+    assert total == 6 and facets["branch"] == [("main", 5), ("east", 3), ("main\x1ex", 1), ("west", 1)]
+    assert facets["available"] == [("true", 4), ("false", 2)]  # the other combination is read as usual
