@@ -73,6 +73,7 @@ SINGLE_FACETS, SINGLE_FIELD, BRANCH_SET, COMBINED_UNKNOWN = ("available", "mater
                                                              "language"), "single_facets", "branch_set", "_"
 COMBINED = {SINGLE_FIELD: SINGLE_FACETS, BRANCH_SET: ("branch",)}
 COMBINED_BUCKETS = 20_000
+_UNSEEN: Any = object()  # a combination not read yet
 CACHE_MIN_HITS = 2000  # results this broad are cached until the next commit (see ResultCache)
 CACHE_SIZE = 512
 # A rebuild's writer: a segment is written each time this much memory fills (about 0.9 KB a record), and every
@@ -635,16 +636,18 @@ class TantivyEngine:
         facets, known = COMBINED[field], self._combinations[field]
         tally: dict[tuple[str, str], int] = {}
         get = tally.get
+        # Thousands of buckets in a broad search: one dictionary lookup each, the key and count used as tantivy
+        # gives them (a str and an int for a keyword column).
         for b in raw.get("buckets", []):
-            text = str(b["key"])
-            if text not in known:
-                parts = text.split("\x1f")
-                known[text] = None if text == COMBINED_UNKNOWN or len(parts) != len(facets) else tuple(
+            text = b["key"]
+            pairs = known.get(text, _UNSEEN)
+            if pairs is _UNSEEN:
+                parts = str(text).split("\x1f")
+                pairs = known[text] = None if text == COMBINED_UNKNOWN or len(parts) != len(facets) else tuple(
                     (f, v) for f, part in zip(facets, parts, strict=True) for v in part.split("\x1e") if v)
-            pairs = known[text]
             if pairs is None:
                 return None
-            n = int(b["doc_count"])
+            n = b["doc_count"]
             for pair in pairs:
                 tally[pair] = get(pair, 0) + n
         out: dict[str, list[tuple[str, int]]] = {}
