@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -161,20 +162,31 @@ def branch_set(d: dict[str, Any]) -> str:
     return "\x1e".join(values)
 
 
+@lru_cache(maxsize=65536)
+def _facet_columns(values: tuple[Any, ...]) -> tuple[tuple[str, Any], ...]:
+    """The facet columns of a document whose FACET_SET values are `values` (lists as tuples), remembered: a
+    catalogue has some thousands of combinations, and a rebuild makes these columns for every record."""
+    d = {name: list(v) if isinstance(v, tuple) else v for name, v in zip(FACET_SET, values, strict=True)}
+    hashed, term = facet_fields(d)
+    out: tuple[tuple[str, Any], ...] = ((FACET_KEY, hashed), (BRANCH_ONE, branch_one(d)),
+                                        (SINGLE_FIELD, single_facets(d)), (BRANCH_SET, branch_set(d)))
+    return out if term is None else (*out, (FACET_FIELD, term))
+
+
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     """A document as tantivy's JSON document: empty values left out, as `_document` does."""
-    hashed, term = facet_fields(d)
-    out: dict[str, Any] = {FACET_KEY: hashed, ID_KEY: id_key(int(d["id"])), BRANCH_ONE: branch_one(d),
-                           SINGLE_FIELD: single_facets(d), BRANCH_SET: branch_set(d)}
-    if term is not None:
-        out[FACET_FIELD] = term
+    values = tuple(tuple(v) if isinstance(v := d.get(name), list) else v for name in FACET_SET)
+    out: dict[str, Any] = {ID_KEY: id_key(int(d["id"]))}
+    out.update(_facet_columns(values))
     for key, value in d.items():
         if value is None or value == "" or value == []:
             continue
         if key in ("id", "year", "created"):
             out[key] = int(value)
+        elif type(value) is str:
+            out[key] = value
         elif isinstance(value, list):
-            out[key] = [str(v) for v in value]
+            out[key] = value if all(type(v) is str for v in value) else [str(v) for v in value]
         else:
             out[key] = str(value)
     return out

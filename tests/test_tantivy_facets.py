@@ -313,3 +313,16 @@ def test_a_branch_set_that_does_not_fit_is_counted_one_by_one(engine: TantivyEng
     total, _, facets = by_aggregation(engine, request, monkeypatch)
     assert total == 6 and facets["branch"] == [("main", 5), ("east", 3), ("main\x1ex", 1), ("west", 1)]
     assert facets["available"] == [("true", 4), ("false", 2)]  # the other combination is read as usual
+
+
+def test_bulk_documents_carry_their_facet_columns() -> None:
+    """The rebuild's JSON documents: facet columns remembered by combination, values as text."""
+    for d in documents():
+        plain = tantivy_engine._plain(d)
+        key, term = tantivy_engine.facet_fields(d)
+        assert (plain[tantivy_engine.FACET_KEY], plain.get(tantivy_engine.FACET_FIELD)) == (key, term)
+        assert plain[tantivy_engine.BRANCH_SET] == tantivy_engine.branch_set(d)
+        assert plain[tantivy_engine.SINGLE_FIELD] == tantivy_engine.single_facets(d)
+        assert plain[tantivy_engine.BRANCH_ONE] == tantivy_engine.branch_one(d)
+    odd = tantivy_engine._plain({"id": 7, "isbn": [9784000000000], "ndc": ["913"], "title_c": "", "year": "1999"})
+    assert odd["isbn"] == ["9784000000000"] and odd["year"] == 1999 and "title_c" not in odd
