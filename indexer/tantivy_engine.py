@@ -55,7 +55,8 @@ FEW_HITS = 1000
 FACET_SET = ("branch", "available", "material_type", "ndc_class", "language")
 FACET_FIELD, FACET_KEY = "facet_set", "facet_key"
 FACET_SIZE = {"branch": 50, "available": 50, "material_type": 50, "ndc_class": 50, "language": 50, "year": 100}
-# The branch facet of a broad search, counted without reading the multi-valued `branch` column for every hit
+# The branch facet of a broad search in a schema 4 generation (and in schema 5 when `branch_set` cannot answer),
+# counted without reading the multi-valued `branch` column for every hit
 # (tantivy reads a multi-valued column at ~15 ns a hit whether the document has values or not, a single-valued
 # one at ~1.5): `branch_one` holds a document's branch when it has one, ONE_NONE when it has none and
 # ONE_SEVERAL when it has more; only the hits with ONE_SEVERAL, picked out by a filter aggregation, have
