@@ -55,3 +55,34 @@ def test_access_log_drops_query_strings() -> None:
     assert AccessLogWithoutQuery().filter(record)
     line = record.getMessage()
     assert "/audit?…" in line and "yamada" not in line and "suzuki" not in line
+
+
+def test_every_response_carries_the_security_headers(staff_client: TestClient, opac_client: TestClient) -> None:
+    from api.web import SECURITY_HEADERS
+
+    for client, paths in ((opac_client, ("/", "/search?q=猫", "/api/v1/search?q=猫", "/no-such-page",
+                                         "/api/v1/search?size=abc")),
+                          (staff_client, ("/healthz", "/no-such-page"))):
+        for path in paths:
+            r = client.get(path)
+            for name, value in SECURITY_HEADERS:
+                assert r.headers.get(name.decode()) == value.decode(), (path, name)
+
+
+def test_a_response_keeps_a_security_header_it_sets_itself() -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from api.web import install_security_headers
+
+    app = FastAPI()
+    install_security_headers(app)
+
+    @app.get("/framed")
+    def framed() -> PlainTextResponse:
+        return PlainTextResponse("x", headers={"X-Frame-Options": "SAMEORIGIN"})
+
+    with TestClient(app) as client:
+        r = client.get("/framed")
+    assert r.headers["x-frame-options"] == "SAMEORIGIN" and r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers.get_list("x-frame-options") == ["SAMEORIGIN"]
