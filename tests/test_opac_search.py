@@ -211,3 +211,14 @@ def test_a_loan_reaches_the_result_list_through_the_index(opac: tuple[TestClient
     while shown() and __import__("time").monotonic() < deadline:
         __import__("time").sleep(0.1)  # the OPAC's engine looks for a new commit every 0.5 s
     assert shown() is False
+
+
+def test_result_page_words_in_each_language(opac: tuple[TestClient, dict[str, int]]) -> None:
+    """Availability and facet headings are translated once a page (search.html) and still follow the language."""
+    client, _ = opac
+    ja = client.get("/search?q=図書館").text
+    en = client.get("/search?q=図書館&lang=en").text
+    hits = en.split('<ol class="hits"', 1)[1].split("</ol>", 1)[0]
+    assert hits.count("<li>") >= 1 and hits.count("<li>") == hits.count("Available") + hits.count("On loan or not held")
+    assert "<h2>Availability</h2>" in en and "<h2>貸出状況</h2>" in ja
+    assert "貸出可" not in hits
