@@ -44,19 +44,24 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         import uvicorn
 
         from api.app import create_staff_app
+        from api.runtime.http import NoDelayH11Protocol
 
         app = create_staff_app(settings, services.database_url(settings), services.redis_url(settings))
-        uvicorn.run(app, host=settings.host, port=settings.staff_port, log_level="info", **proxy)  # type: ignore[arg-type]
+        uvicorn.run(app, host=settings.host, port=settings.staff_port, log_level="info", http=NoDelayH11Protocol,
+                    **proxy)  # type: ignore[arg-type]
     elif args.process == "opac":
         import uvicorn
+
+        from api.runtime.http import NoDelayH11Protocol
 
         workers = opac_workers()
         if workers > 1:  # searches are CPU-bound: one process per core, each with its own engine and pool
             uvicorn.run("api.cli:opac_app", factory=True, workers=workers, host=settings.host,
-                        port=settings.opac_port, log_level="info", **proxy)  # type: ignore[arg-type]
+                        port=settings.opac_port, log_level="info", http=NoDelayH11Protocol,
+                        **proxy)  # type: ignore[arg-type]
         else:
             uvicorn.run(opac_app(settings), host=settings.host, port=settings.opac_port, log_level="info",
-                        **proxy)  # type: ignore[arg-type]
+                        http=NoDelayH11Protocol, **proxy)  # type: ignore[arg-type]
     elif args.process == "worker":
         from workers.schedule import run_worker
 

@@ -949,7 +949,7 @@ def time_searches(url: str, index_dir: Path, samples: list[Sample], *, seed: int
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["audit", "search", "marc", "circulation", "holds"])
+    parser.add_argument("what", choices=["audit", "search", "http", "marc", "circulation", "holds"])
     parser.add_argument("--scale", type=float, default=None,
                         help="audit: operations per writer (2000); circulation, holds: fraction of Nagano (1.0)")
     parser.add_argument("--records", type=int, default=None,
@@ -963,13 +963,18 @@ def main() -> None:
                         help="search: analysis processes for the rebuild (default: one per core)")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
                         help="search: build the catalogue (database and index) in DIR and keep it; a later run "
-                             "with the same DIR skips the build and times only the searches")
+                             "with the same DIR skips the build and times only the searches; http: the catalogue "
+                             "to serve (required)")
     parser.add_argument("--no-raw", action="store_true", help="search: leave the raw MARC out of the records")
     args = parser.parse_args()
 
     def run(url: str, workdir: Path, postmaster: int | None = None) -> None:
         if args.what == "audit":
             bench_audit(url, int(args.scale or 2000))
+        elif args.what == "http":
+            from bench_http import bench_http
+
+            bench_http(url, workdir, seed=args.seed, queries=args.queries, clients=args.clients)
         elif args.what == "marc":
             from bench_marc import bench_marc
 
