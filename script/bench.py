@@ -305,7 +305,8 @@ def cpu_seconds() -> float:
 
 
 def pg_cpu_seconds(postmaster: int | None) -> float:
-    """CPU time of the embedded PostgreSQL: the postmaster (with its reaped children) and its live children."""
+    """CPU time of a server's process tree: the embedded PostgreSQL's postmaster (or the OPAC's uvicorn) with its
+    reaped children, and its live children."""
     if postmaster is None:
         return 0.0
     ticks = 0

@@ -23,7 +23,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from bench import Sample, pct, query_mix
+from bench import Sample, pct, pg_cpu_seconds, query_mix
 
 PATHS = ("/search", "/api/v1/search")
 
@@ -32,22 +32,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds of `pid` and its children (uvicorn's worker processes)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def _drive(port: int, path: str, queries: list[tuple[str, dict[str, str]]], clients: int) -> tuple[float, list[float]]:
@@ -129,10 +113,10 @@ def bench_http(url: str, workdir: Path, *, seed: int, queries: int, clients: int
                 for n, path in enumerate(PATHS):
                     for k, many in enumerate((1, clients)):
                         mix = query_mix(samples, seed + 10 * workers + 2 * n + k, queries if many > 1 else queries // 4)
-                        cpu0 = _tree_cpu(opac.pid)
+                        cpu0 = pg_cpu_seconds(opac.pid)  # a process tree's CPU
                         seconds, latencies = _drive(port, path, mix, many)
                         rows.append((workers, path, many, len(latencies), seconds, latencies,
-                                     (_tree_cpu(opac.pid) - cpu0) / len(latencies)))
+                                     (pg_cpu_seconds(opac.pid) - cpu0) / len(latencies)))
                         print(f"  {workers} process(es), {path}, {many} client(s) done", file=sys.stderr)
             finally:
                 opac.terminate()
