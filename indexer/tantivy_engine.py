@@ -104,13 +104,17 @@ def id_of_key(key: int) -> int:
     return (key * _ID_UNMIX) & _U64
 
 
+def _values(d: dict[str, Any], name: str) -> list[str]:
+    value = d.get(name)
+    return [str(v) for v in value] if isinstance(value, list) else [] if value in (None, "") else [str(value)]
+
+
 def facet_set(d: dict[str, Any]) -> str | None:
     """The FACET_SET values of a document as one keyword; None if a value holds a separator (that document's
     facets are then counted by aggregation only)."""
     parts: list[str] = []
     for name in FACET_SET:
-        value = d.get(name)
-        values = [str(v) for v in value] if isinstance(value, list) else [] if value in (None, "") else [str(value)]
+        values = _values(d, name)
         if any("\x1e" in v or "\x1f" in v for v in values):
             return None
         parts.append("\x1e".join(values))
@@ -137,9 +141,9 @@ def branch_one(d: dict[str, Any]) -> str:
     return ONE_NONE if not branches else str(branches[0]) if len(branches) == 1 else ONE_SEVERAL
 
 
-def _values(d: dict[str, Any], name: str) -> list[str]:
-    value = d.get(name)
-    return [str(v) for v in value] if isinstance(value, list) else [] if value in (None, "") else [str(value)]
+def _buckets(raw: dict[str, Any], name: str) -> list[tuple[str, int]]:
+    """A terms aggregation's buckets in an aggregation answer, as (value, count) pairs."""
+    return [(str(b["key"]), int(b["doc_count"])) for b in raw.get(name, {}).get("buckets", [])]
 
 
 def single_facets(d: dict[str, Any]) -> str:
@@ -603,7 +607,7 @@ class TantivyEngine:
         aggs.update({field: {"terms": {"field": field, "size": COMBINED_BUCKETS}}
                      for field, wanted in combined.items() if wanted})
         raw = searcher.aggregate(query, aggs)
-        counted = {f: [(str(b["key"]), int(b["doc_count"])) for b in raw.get(f, {}).get("buckets", [])] for f in each}
+        counted = {f: _buckets(raw, f) for f in each}
         late: set[str] = set()
         for field, wanted in combined.items():
             if not wanted:
@@ -629,8 +633,7 @@ class TantivyEngine:
             aggs[ONE_SEVERAL] = {"filter": f"{BRANCH_ONE}:{ONE_SEVERAL}",
                                  "aggs": {"branch": {"terms": {"field": "branch", "size": BRANCH_BUCKETS}}}}
         raw = searcher.aggregate(query, aggs)
-        counted = {f: [(str(b["key"]), int(b["doc_count"])) for b in raw.get(f, {}).get("buckets", [])]
-                   for f in names if f != "branch" or not split}
+        counted = {f: _buckets(raw, f) for f in names if f != "branch" or not split}
         if split:
             branches: Counter[str] = Counter()
             for b in raw.get(BRANCH_ONE, {}).get("buckets", []):
