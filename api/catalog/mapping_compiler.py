@@ -78,12 +78,10 @@ class _Generator:
     def _data_tags(self, source: Source) -> bool:
         return not any(self._control(t) for t in source.tags)
 
-    @staticmethod
-    def _fast(spec: ValueSpec) -> bool:
-        """The spec the interpreter reads with its fast closure (`marc_import._value_fn`)."""
-        return (spec.const is None and spec.indicator is None and spec.positions is None and spec.split is None
-                and spec.extract is None and spec.map is None and spec.default is None and not spec.each
-                and spec.trim == "isbd")
+    def _fast(self, spec: ValueSpec) -> bool:
+        """The spec the interpreter reads with its fast closure."""
+        common: bool = self.m._common_spec(spec)
+        return common
 
     def _constant(self, spec: ValueSpec) -> list[str] | None:
         """A const spec's values (they do not depend on the field), else None."""

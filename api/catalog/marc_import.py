@@ -639,12 +639,18 @@ def _values(spec: ValueSpec, unit: _Unit) -> list[str]:
     return out
 
 
+def _common_spec(spec: ValueSpec) -> bool:
+    """The common case: subfields, ISBD trim, optional join/first/linked, nothing else (the one place that says
+    so: `_value_fn` and mapping_compiler read such a spec without `_values`)."""
+    return (spec.const is None and spec.indicator is None and spec.positions is None and spec.split is None
+            and spec.extract is None and spec.map is None and spec.default is None and not spec.each
+            and spec.trim == "isbd")
+
+
 def _value_fn(spec: ValueSpec) -> Callable[[_Unit], list[str]]:
-    """A function reading `spec` from a unit: a fast closure for the common case (subfields, ISBD
-    trim, optional join/first/linked), the general `_values` otherwise."""
-    if (spec.const is not None or spec.indicator is not None or spec.positions is not None or spec.split is not None
-            or spec.extract is not None or spec.map is not None or spec.default is not None or spec.each
-            or spec.trim != "isbd"):
+    """A function reading `spec` from a unit: a fast closure for the common case, the general `_values`
+    otherwise."""
+    if not _common_spec(spec):
         return partial(_values, spec)
     codes, join, first, linked = spec.subfields, spec.join, spec.first, spec.linked
 
