@@ -1,7 +1,7 @@
 """A mapping profile compiled to one Python function, generated from its plan once per profile.
 
 The interpreter in `marc_import` (`_scalar`, `_list`, `_structs` over `Source`s and value functions) walks a
-profile's plan for every record: about 0.12 ms of a JAPAN/MARC record's 0.27 ms of reading, the largest part.
+profile's plan for every record (mapping alone, a JAPAN/MARC record: about 0.097 ms walked, 0.065 compiled).
 The function made here does the same walk unrolled: each target's tags, indicator conditions and subfield codes
 are constants in the code, and the common value (subfields picked, ISBD-trimmed, joined, optionally the first
 or the linked 880's) is computed inline. A source the common case does not cover (`per`, a control-field tag,
