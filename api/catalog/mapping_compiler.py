@@ -70,18 +70,13 @@ class _Generator:
 
     # -- what can be inlined
 
-    @staticmethod
-    def _control(tag: str) -> bool:
-        """A control field or the leader: `f.data` holds its text, and it has no subfields or links."""
-        return tag == "LDR" or (tag < "010" and tag.isdigit())
-
     def _data_tags(self, source: Source) -> bool:
-        return not any(self._control(t) for t in source.tags)
+        """No tag is a control field or the leader (whose `f.data` holds the text, with no subfields or links)."""
+        return not any(t == "LDR" or self.m.control_tag(t) for t in source.tags)
 
     def _fast(self, spec: ValueSpec) -> bool:
         """The spec the interpreter reads with its fast closure."""
-        common: bool = self.m._common_spec(spec)
-        return common
+        return bool(self.m._common_spec(spec))
 
     def _constant(self, spec: ValueSpec) -> list[str] | None:
         """A const spec's values (they do not depend on the field), else None."""

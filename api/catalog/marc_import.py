@@ -993,6 +993,11 @@ _ENTRY = re.compile(rb"([0-9A-Za-z]{3})([0-9]{4})([0-9]{5})")  # a directory ent
 _ODD_CODE = re.compile("\x1f[^\x00-\x7f]")  # a subfield code pymarc would have to normalise
 
 
+def control_tag(tag: str) -> bool:
+    """pymarc's rule: a numeric tag below 010 is a control field (data, no indicators or subfields)."""
+    return tag < "010" and tag.isdigit()
+
+
 class MarcField:
     """A field decoded by `decode_utf8`: what the mapping reads of a pymarc `Field` (tag, indicators,
     (code, value) subfields, control data), without an object for every field and subfield."""
@@ -1056,7 +1061,7 @@ def decode_utf8(chunk: bytes) -> MarcRecord | None:
     add = fields.append
     for (tag_bytes, _, _), body in zip(entries, text.split("\x1e"), strict=False):
         tag = tag_bytes.decode("ascii")
-        if tag < "010" and tag.isdigit():  # pymarc's rule for control fields
+        if control_tag(tag):
             add(MarcField(tag, None, [], body))
             continue
         indicators, *subs = body.split("\x1f")
