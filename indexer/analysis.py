@@ -80,7 +80,7 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from indexer.kyujitai import KYUJITAI
@@ -351,21 +351,32 @@ class Analysis:
     whole_units: list[bool] = field(default_factory=list)
     """Per mode C unit: True when it is its own mode A unit (it does not split), so a text that has it as a
     C unit has it among its A units too."""
-    reading: str = ""
-    """Folded katakana reading of the whole text (spaces where the text separated words)."""
     reading_tokens: list[str] = field(default_factory=list)
     """Folded reading per mode C unit."""
-    reading_bigrams: list[str] = field(default_factory=list)
-    """Character bigrams of ``reading`` with spaces removed."""
     generated_reading: str = ""
     """Unfolded katakana reading in NDL style (particles ワ/エ/オ, small kana and ー kept): what reading_of returns."""
+    given_reading: str | None = None
+    """The folded reading to use instead of the generated one's (a kana query's own letters)."""
+
+    # Computed when first asked for: a record whose text has a catalogued reading is indexed by that one, so
+    # a rebuild would fold and split the generated reading of most titles for nothing.
+    @cached_property
+    def reading(self) -> str:
+        """Folded katakana reading of the whole text (spaces where the text separated words)."""
+        return _fold(self.generated_reading) if self.given_reading is None else self.given_reading
+
+    @cached_property
+    def reading_bigrams(self) -> list[str]:
+        """Character bigrams of ``reading`` with spaces removed."""
+        return reading_bigrams(self.reading)
 
 
 _EMPTY = Analysis()
 
 
-# (mode C unit, its mode A units, reading, folded reading) of a word; () for a space or a symbol
-_Morpheme = tuple[str, tuple[str, ...], str, str] | tuple[()]
+# (mode C unit, its mode A units, whether those are the C unit alone, reading, folded reading) of a word; () for
+# a space or a symbol
+_Morpheme = tuple[str, tuple[str, ...], bool, str, str] | tuple[()]
 # What a dictionary word contributes depends only on the word and its surface: remembered for the first
 # MORPHEME_CACHE of them (common words come early), which saves a rebuild most of its per-token Python.
 # Unknown words (OOV) are not remembered: their part of speech comes from the context.
@@ -381,7 +392,7 @@ def _morpheme(m: Any, surface: str, mode_a: Any) -> _Morpheme:
     subs = m.split(mode_a, add_single=False)  # empty when the C unit is already an A unit
     units_a = (unit,) if len(subs) < 2 else tuple(_unit(s.normalized_form()) for s in subs if _is_word(s.surface()))
     r = _token_reading(m, surface, pos0, pos1)
-    return unit, units_a, r, _fold(r)
+    return unit, units_a, units_a == (unit,), r, _fold(r)
 
 
 def _run(normalized: str) -> Analysis:
@@ -406,25 +417,14 @@ def _run(normalized: str) -> Analysis:
                 if raw and raw[-1] != " ":
                     raw.append(" ")
                 continue
-            unit, subunits, r, f = word
+            unit, subunits, is_whole, r, f = word
             units_c.append(unit)
-            units_a.extend(subunits)
-            whole.append(subunits == (unit,))
+            units_a += subunits
+            whole.append(is_whole)
             raw.append(r)
             if f:
                 folded.append(f)
-    generated = "".join(raw).strip()
-    reading = _fold(generated)
-    return Analysis(
-        normalized=normalized,
-        units_c=units_c,
-        units_a=units_a,
-        whole_units=whole,
-        reading=reading,
-        reading_tokens=folded,
-        reading_bigrams=reading_bigrams(reading),
-        generated_reading=generated,
-    )
+    return Analysis(normalized, units_c, units_a, whole, folded, "".join(raw).strip())
 
 
 def analyze(text: str) -> Analysis:
@@ -443,18 +443,9 @@ def analyze_query(text: str) -> Analysis:
     result = _run(normalized)
     if not is_kana_only(normalized):
         return result
-    kana = to_katakana(normalized)
     reading = _fold(normalized)
-    return Analysis(
-        normalized=normalized,
-        units_c=result.units_c,
-        units_a=result.units_a,
-        whole_units=result.whole_units,
-        reading=reading,
-        reading_tokens=reading.split(),
-        reading_bigrams=reading_bigrams(reading),
-        generated_reading=kana,
-    )
+    return Analysis(normalized, result.units_c, result.units_a, result.whole_units, reading.split(),
+                    to_katakana(normalized), reading)
 
 
 def reading_of(text: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
+from operator import add
 from typing import Any
 
 from indexer import analysis
@@ -25,17 +26,19 @@ SUFFIXES = ("c", "a", "r", "rb", "bg")
 KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language", "title_exact")
 
 
+_PARTICLE_KANA = str.maketrans({"ハ": "ワ", "ヘ": "エ", " ": None})
+
+
 def reading_bigrams(folded_reading: str) -> list[str]:
     """Bigrams for the <g>_rb field. ハ/ワ and ヘ/エ are merged here only: catalogue readings write the
     particles as pronounced (ワガハイ ワ ネコ), people type them as written (わがはいはねこ)."""
-    return analysis.reading_bigrams(folded_reading.replace("ハ", "ワ").replace("ヘ", "エ"))
+    s = folded_reading.translate(_PARTICLE_KANA)  # as analysis.reading_bigrams, spaces removed
+    return list(map(add, s, s[1:])) if len(s) > 1 else [s] if s else []
 
 
 def bigrams(text: str) -> list[str]:
-    chars = [c for c in text if not c.isspace()]
-    if len(chars) < 2:
-        return chars
-    return [chars[i] + chars[i + 1] for i in range(len(chars) - 1)]
+    s = "".join(text.split())  # every whitespace character out, as str.isspace() tells them
+    return list(map(add, s, s[1:])) if len(s) > 1 else list(s)
 
 
 def _tokens(text: str, reading: str | None) -> dict[str, list[str]]:
@@ -45,24 +48,32 @@ def _tokens(text: str, reading: str | None) -> dict[str, list[str]]:
 def _analysed(text: str, reading: str | None) -> tuple[dict[str, list[str]], analysis.Analysis, str | None]:
     """A text's tokens by suffix, its analysis, and its given reading folded (None without one)."""
     a = analysis.analyze(text)
-    compounds = [u for u, whole in zip(a.units_c, a.whole_units, strict=True) if not whole]
-    out = {"c": a.units_c, "a": a.units_a + compounds, "bg": bigrams(a.normalized)}
-    folded = None
+    units_a = a.units_a
+    if not all(a.whole_units):
+        units_a = units_a + [u for u, whole in zip(a.units_c, a.whole_units, strict=True) if not whole]
     if reading:
-        folded = analysis.fold_reading(reading)
-        out.update(r=folded.split(), rb=reading_bigrams(folded))
-    else:
-        out.update(r=a.reading_tokens, rb=reading_bigrams(a.reading))
-    return out, a, folded
+        given = analysis.fold_reading(reading)
+        return {"c": a.units_c, "a": units_a, "r": given.split(), "rb": reading_bigrams(given),
+                "bg": bigrams(a.normalized)}, a, given
+    return {"c": a.units_c, "a": units_a, "r": a.reading_tokens, "rb": reading_bigrams(a.reading),
+            "bg": bigrams(a.normalized)}, a, None
+
+
+# A text's tokens for each suffix joined with spaces, or None for a suffix with no tokens: a field is then
+# the texts' strings joined, which is the same text as all their tokens joined (texts without tokens left out).
+Joined = tuple[str | None, ...]
+
+
+def _joined(tokens: dict[str, list[str]]) -> Joined:
+    return tuple(" ".join(t) if (t := tokens[s]) else None for s in SUFFIXES)
 
 
 @lru_cache(maxsize=50_000)  # at most some tens of MB
-def _heading_tokens(text: str, reading: str | None) -> tuple[tuple[str, ...], ...]:
+def _heading_joined(text: str, reading: str | None) -> Joined:
     """Tokens of a name, publisher, subject or series, remembered: the same headings recur across many
     records (one author, many books), and their analysis is most of a rebuild's work. Titles are not
     remembered; they rarely repeat."""
-    out = _tokens(text, reading)
-    return tuple(tuple(out[s]) for s in SUFFIXES)
+    return _joined(_tokens(text, reading))
 
 
 def text_tokens(texts: Iterable[tuple[str, str | None]], headings: bool = False) -> dict[str, list[str]]:
@@ -73,8 +84,9 @@ def text_tokens(texts: Iterable[tuple[str, str | None]], headings: bool = False)
         if not text:
             continue
         if headings:
-            for suffix, remembered in zip(SUFFIXES, _heading_tokens(text, reading), strict=True):
-                out[suffix] += remembered
+            for suffix, joined in zip(SUFFIXES, _heading_joined(text, reading), strict=True):
+                if joined is not None:
+                    out[suffix] += joined.split(" ")
         else:
             for suffix, tokens in _tokens(text, reading).items():
                 out[suffix] += tokens
@@ -88,33 +100,38 @@ def _names(items: Any, key: str = "name", reading: str = "reading") -> list[tupl
 _FIELD_NAMES = {group: tuple((suffix, f"{group}_{suffix}") for suffix in SUFFIXES) for group in GROUPS}
 
 
+def _group_fields(group: str, texts: list[Joined], doc: dict[str, Any]) -> None:
+    """The group's five token fields in `doc` from its texts' joined tokens, in text order."""
+    for i, (_, name) in enumerate(_FIELD_NAMES[group]):
+        doc[name] = " ".join([j for t in texts if (j := t[i]) is not None])
+
+
+def _headings(pairs: Iterable[tuple[str, str | None]]) -> list[Joined]:
+    return [_heading_joined(text, reading) for text, reading in pairs if text]
+
+
 def build(record_id: int, data: dict[str, Any], holdings: list[tuple[str, str]], created_at: datetime,
           material_type: str = "book") -> dict[str, Any]:
     """The document for one record. `holdings` are (branch code, status) of its items."""
     title, title_reading = data.get("title") or "", data.get("title_reading")
     # the title's own analysis also gives title_exact and title_sort (by its generated reading if it has none)
-    title_tokens: dict[str, list[str]] = {}
+    titles: list[Joined] = []
     normalized_title, sort_key = "", analysis.fold_reading(title_reading) if title_reading else ""
     if title:
         title_tokens, a, folded = _analysed(title, title_reading)
+        titles.append(_joined(title_tokens))
         normalized_title = a.normalized
         sort_key = folded if folded is not None else analysis.fold_reading(a.generated_reading)
-    more_titles = [*[(t, None) for t in data.get("parallel_titles") or [] if isinstance(t, str)],
-                   *([(data["subtitle"], None)] if data.get("subtitle") else [])]
-    title_group = text_tokens(more_titles)
-    for suffix, tokens in title_tokens.items():
-        title_group[suffix][:0] = tokens
-    groups = {
-        "title": title_group,
-        "author": text_tokens(_names(data.get("authors")), headings=True),
-        "publisher": text_tokens([(data.get("publisher") or "", data.get("publisher_reading"))], headings=True),
-        "subject": text_tokens(_names(data.get("subjects"), "term"), headings=True),
-        "series": text_tokens(_names(data.get("series"), "title"), headings=True),
-    }
+    titles += [_joined(_tokens(t, None)) for t in data.get("parallel_titles") or [] if isinstance(t, str) and t]
+    if data.get("subtitle"):
+        titles.append(_joined(_tokens(data["subtitle"], None)))
     doc: dict[str, Any] = {"id": record_id}
-    for group, tokens_by_suffix in groups.items():
-        for suffix, name in _FIELD_NAMES[group]:
-            doc[name] = " ".join(tokens_by_suffix[suffix])
+    _group_fields("title", titles, doc)
+    _group_fields("author", _headings(_names(data.get("authors"))), doc)
+    publisher = data.get("publisher")
+    _group_fields("publisher", _headings([(publisher, data.get("publisher_reading"))] if publisher else []), doc)
+    _group_fields("subject", _headings(_names(data.get("subjects"), "term")), doc)
+    _group_fields("series", _headings(_names(data.get("series"), "title")), doc)
     ndc = (data.get("ndc") or "").strip()
     doc.update({
         "title_exact": normalized_title.replace(" ", ""),
