@@ -17,7 +17,7 @@ import pytest
 from pymarc import MARCReader
 
 from api.catalog.bib import Imported, Rejected
-from api.catalog.marc_import import _item, _item_checked, decode_utf8, load_profile
+from api.catalog.marc_import import _item, _item_checked, _map, decode_utf8, load_profile
 
 pytestmark = pytest.mark.filterwarnings("ignore::pymarc.exceptions.BadSubfieldCodeWarning")  # pymarc's own
 
@@ -181,3 +181,21 @@ def test_random_corruptions_give_the_same_items() -> None:
         taken += decode_utf8(bytes(chunk)) is not None
         rejected += isinstance(item, Rejected)
     assert taken > 500 and rejected > 500  # both paths were exercised
+
+
+def test_a_profiles_unread_fields_are_left_undecoded_and_the_record_maps_the_same() -> None:
+    profile = load_profile("ndl-marc21")
+    for chunk in records():
+        full, lean = decode_utf8(chunk), decode_utf8(chunk, profile.read_tags)
+        assert full is not None and lean is not None
+        assert {f.tag for f in lean.fields} < {f.tag for f in full.fields}  # 005, 040, 090 … are left out
+        assert lean.by_tag == {tag: fs for tag, fs in lean.by_tag.items() if tag.encode() in profile.read_tags}
+        assert _map(profile, lean, chunk, "marc21") == _map(profile, full, chunk, "marc21")
+    # a non-ASCII indicator in a field the profile does not read still sends the record to pymarc
+    chunk = assemble([*BASE, ("040", "é \x1faJTNDL".encode())])
+    assert decode_utf8(chunk) is None and decode_utf8(chunk, profile.read_tags) is None
+    same_item("ndl-marc21", chunk)
+
+
+def test_a_record_without_fields_goes_to_pymarc() -> None:
+    assert decode_utf8(assemble([])) is None

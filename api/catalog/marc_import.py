@@ -1064,12 +1064,12 @@ def decode_utf8(chunk: bytes, tags: frozenset[bytes] | None = None) -> MarcRecor
     directory = chunk[24:base - 1]
     pieces = chunk[base:-1].split(b"\x1e")
     count = len(pieces) - 1
-    if len(directory) != 12 * count or pieces[-1]:
+    if not count or len(directory) != 12 * count or pieces[-1]:  # (pymarc says why a record has no fields)
         return None
     tag_bytes = [directory[i:i + 3] for i in range(0, 12 * count, 12)]
     lengths = [len(piece) + 1 for piece in pieces[:-1]]
     starts = itertools.accumulate(lengths[:-1], initial=0)
-    if (count and not b"".join(tag_bytes).isalnum()) or directory != (b"%b%04d%05d" * count) % tuple(
+    if not b"".join(tag_bytes).isalnum() or directory != (b"%b%04d%05d" * count) % tuple(
             itertools.chain.from_iterable(zip(tag_bytes, lengths, starts, strict=False))):
         return None
     try:
@@ -1081,13 +1081,13 @@ def decode_utf8(chunk: bytes, tags: frozenset[bytes] | None = None) -> MarcRecor
     fields: list[MarcField] = []
     by_tag: dict[str, list[MarcField]] = {}
     for raw_tag, body in zip(tag_bytes, text.split("\x1e"), strict=False):
+        tag = raw_tag.decode("ascii")
         if tags is not None and raw_tag not in tags:
             # left undecoded, but pymarc refuses a record with non-ASCII indicators in any field
-            if not (raw_tag < b"010" and raw_tag.isdigit()) and not body.partition("\x1f")[0].isascii():
+            if not control_tag(tag) and not body.partition("\x1f")[0].isascii():
                 return None
             continue
-        tag = raw_tag.decode("ascii")
-        if tag < "010" and tag.isdigit():  # control_tag(tag), inline: once a field
+        if control_tag(tag):
             field = MarcField(tag, None, [], body)
         else:
             end = body.find("\x1f")
