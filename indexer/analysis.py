@@ -81,6 +81,7 @@ import threading
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from operator import add
 from typing import Any
 
 from indexer.kyujitai import KYUJITAI
@@ -242,12 +243,14 @@ def fold_reading(text: str) -> str:
     return _fold(normalize(text)) if text else ""
 
 
+def char_bigrams(s: str) -> list[str]:
+    """Each pair of neighbouring characters of `s`; a one-character string gives itself."""
+    return list(map(add, s, s[1:])) if len(s) > 1 else [s] if s else []
+
+
 def reading_bigrams(reading: str) -> list[str]:
     """Character bigrams of a folded reading, spaces removed; a one-character reading gives itself."""
-    s = reading.replace(" ", "")
-    if len(s) < 2:
-        return [s] if s else []
-    return [s[i : i + 2] for i in range(len(s) - 1)]
+    return char_bigrams(reading.replace(" ", ""))
 
 
 # --------------------------------------------------------------------------------------------- Sudachi

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
-from operator import add
 from typing import Any
 
 from indexer import analysis
@@ -26,19 +25,17 @@ SUFFIXES = ("c", "a", "r", "rb", "bg")
 KEYWORDS = ("isbn", "ndc", "ndc_class", "branch", "available", "material_type", "language", "title_exact")
 
 
-_PARTICLE_KANA = str.maketrans({"ハ": "ワ", "ヘ": "エ", " ": None})
+_PARTICLE_KANA = str.maketrans({"ハ": "ワ", "ヘ": "エ", " ": None})  # spaces out, as analysis.reading_bigrams
 
 
 def reading_bigrams(folded_reading: str) -> list[str]:
     """Bigrams for the <g>_rb field. ハ/ワ and ヘ/エ are merged here only: catalogue readings write the
     particles as pronounced (ワガハイ ワ ネコ), people type them as written (わがはいはねこ)."""
-    s = folded_reading.translate(_PARTICLE_KANA)  # as analysis.reading_bigrams, spaces removed
-    return list(map(add, s, s[1:])) if len(s) > 1 else [s] if s else []
+    return analysis.char_bigrams(folded_reading.translate(_PARTICLE_KANA))
 
 
 def bigrams(text: str) -> list[str]:
-    s = "".join(text.split())  # every whitespace character out, as str.isspace() tells them
-    return list(map(add, s, s[1:])) if len(s) > 1 else list(s)
+    return analysis.char_bigrams("".join(text.split()))  # every whitespace character out
 
 
 def _tokens(text: str, reading: str | None) -> dict[str, list[str]]:

@@ -500,18 +500,8 @@ class _View:
     __slots__ = ("by_tag", "links", "links_by_field", "missing_links", "warnings")
 
     def __init__(self, record: Record | MarcRecord, linked_tag: str | None) -> None:
-        by_tag: dict[str, list[Any]]
-        if isinstance(record, MarcRecord):
-            by_tag = {"LDR": [_Leader(record.leader)], **record.by_tag}
-        else:
-            by_tag = {"LDR": [_Leader(str(record.leader))]}
-            get = by_tag.get
-            for f in record.fields:
-                same = get(f.tag)
-                if same is None:
-                    by_tag[f.tag] = [f]
-                else:
-                    same.append(f)
+        fields = record.by_tag if isinstance(record, MarcRecord) else fields_by_tag(record.fields)
+        by_tag: dict[str, list[Any]] = {"LDR": [_Leader(str(record.leader))], **fields}
         self.by_tag = by_tag
         self.links_by_field: dict[int, dict[str, list[_Sub]]] = {}
         self.links: dict[tuple[str, str], dict[str, list[_Sub]]] = {}
@@ -1022,6 +1012,18 @@ class MarcField:
         self.control_field = data is not None
 
 
+def fields_by_tag(fields: Iterable[Any]) -> dict[str, list[Any]]:
+    """Fields grouped by tag, each tag's in record order."""
+    by_tag: dict[str, list[Any]] = {}
+    for f in fields:
+        same = by_tag.get(f.tag)
+        if same is None:
+            by_tag[f.tag] = [f]
+        else:
+            same.append(f)
+    return by_tag
+
+
 class MarcRecord:
     """A record decoded by `decode_utf8`: its leader and its fields in directory order, and the same
     fields by tag (each tag's in directory order), which the mapping reads them by."""
@@ -1031,11 +1033,7 @@ class MarcRecord:
     def __init__(self, leader: str, fields: list[MarcField], by_tag: dict[str, list[MarcField]] | None = None) -> None:
         self.leader = leader
         self.fields = fields
-        if by_tag is None:
-            by_tag = {}
-            for f in fields:
-                by_tag.setdefault(f.tag, []).append(f)
-        self.by_tag = by_tag
+        self.by_tag = fields_by_tag(fields) if by_tag is None else by_tag
 
     def get(self, tag: str) -> MarcField | None:
         same = self.by_tag.get(tag)
